@@ -1,0 +1,154 @@
+"""Typed configuration of the local platform: ports, paths and pinned tool versions, from defaults + overrides.
+
+Every value can be overridden by an environment variable `TAP_<FIELD_NAME_UPPERCASE>` or by a line
+`TAP_<FIELD>=value` in `local.env` at the repository root (ignored by git). The environment wins over local.env.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+LOOPBACK = "127.0.0.1"
+
+
+def _default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "taxi-anomaly-platform"
+
+
+@dataclass(frozen=True)
+class PlatformConfig:
+    """Where the local platform lives and which ports it uses. All services bind to 127.0.0.1 only."""
+
+    # Ports (all on 127.0.0.1).
+    minio_port: int = 9000
+    minio_console_port: int = 9001
+    metastore_port: int = 9083
+    trino_port: int = 8081
+    superset_port: int = 8088
+    airflow_port: int = 8080
+    airflow_worker_log_port: int = 8793
+    airflow_trigger_log_port: int = 8794
+
+    # Paths. state_dir holds everything a running platform writes (data, logs, PIDs, credentials).
+    state_dir: Path = REPO_ROOT / ".platform"
+    cache_dir: Path = field(default_factory=_default_cache_dir)
+    venv_dir: Path = REPO_ROOT / ".venv"
+    superset_venv_dir: Path = REPO_ROOT / ".venv-superset"
+
+    # JDK for Trino (479+ need Java 25; the Maven Central mirror serves 476, which needs >= 24).
+    trino_java_home: Path = Path("/usr/lib/jvm/temurin-25-jdk-amd64")
+    # JDK for Spark and the Hive Metastore (Spark 4.1 supports 17 and 21).
+    java_home: Path = Path("/usr/lib/jvm/java-17-openjdk-amd64")
+
+    trino_heap: str = "2G"
+    metastore_heap: str = "512m"
+    superset_workers: int = 2
+
+    # Buckets created in MinIO by `make up`.
+    raw_bucket: str = "tap-raw"
+    warehouse_bucket: str = "tap-warehouse"
+    models_bucket: str = "tap-models"
+    reports_bucket: str = "tap-reports"
+
+    @property
+    def buckets(self) -> tuple[str, ...]:
+        return (self.raw_bucket, self.warehouse_bucket, self.models_bucket, self.reports_bucket)
+
+    # Derived paths -------------------------------------------------------------------------------------
+    @property
+    def run_dir(self) -> Path:
+        return self.state_dir / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.state_dir / "data"
+
+    @property
+    def conf_dir(self) -> Path:
+        return self.state_dir / "conf"
+
+    @property
+    def credentials_file(self) -> Path:
+        return self.state_dir / "credentials.env"
+
+    @property
+    def bin_dir(self) -> Path:
+        return self.cache_dir / "bin"
+
+    @property
+    def downloads_dir(self) -> Path:
+        return self.cache_dir / "downloads"
+
+    @property
+    def tools_dir(self) -> Path:
+        return self.cache_dir / "tools"
+
+    @property
+    def python(self) -> Path:
+        return self.venv_dir / "bin" / "python"
+
+    @property
+    def spark_home(self) -> Path:
+        return self.venv_dir / "lib" / "python3.11" / "site-packages" / "pyspark"
+
+    @property
+    def minio_endpoint(self) -> str:
+        return f"http://{LOOPBACK}:{self.minio_port}"
+
+    @property
+    def metastore_uri(self) -> str:
+        return f"thrift://{LOOPBACK}:{self.metastore_port}"
+
+    @property
+    def trino_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.trino_port}"
+
+    @property
+    def superset_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.superset_port}"
+
+    @property
+    def airflow_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.airflow_port}"
+
+
+def _read_env_file(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    if not path.exists():
+        return values
+    for line_no, raw in enumerate(path.read_text().splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if "=" not in line:
+            raise ValueError(f"{path}:{line_no}: expected KEY=value, got {raw!r}")
+        key, value = line.split("=", 1)
+        values[key.strip()] = value.strip().strip('"').strip("'")
+    return values
+
+
+def load_config(environ: dict[str, str] | None = None) -> PlatformConfig:
+    """Build the configuration from defaults, `local.env` and `TAP_*` environment variables (in that order)."""
+    environ = dict(os.environ if environ is None else environ)
+    overrides = {**_read_env_file(REPO_ROOT / "local.env"), **environ}
+    kwargs: dict[str, object] = {}
+    for f in dataclasses.fields(PlatformConfig):
+        key = f"TAP_{f.name.upper()}"
+        if key not in overrides:
+            continue
+        raw = overrides[key]
+        default = getattr(PlatformConfig(), f.name)
+        try:
+            kwargs[f.name] = type(default)(raw) if not isinstance(default, Path) else Path(raw)
+        except ValueError as exc:
+            raise ValueError(f"{key}={raw!r} is not a valid {type(default).__name__}") from exc
+    return PlatformConfig(**kwargs)  # type: ignore[arg-type]

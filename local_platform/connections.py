@@ -1,0 +1,65 @@
+"""Airflow connections to the platform's services, provisioned as AIRFLOW_CONN_* environment variables.
+
+The connection ids are the platform's contract with the DAGs and plugins (and with the Kubernetes Secrets
+described in helm-values/): tap_s3, tap_metastore, tap_trino, tap_superset, tap_spark_local.
+"""
+
+from __future__ import annotations
+
+import json
+
+from local_platform.config import LOOPBACK, PlatformConfig
+from local_platform.credentials import Credentials
+
+S3_CONN_ID = "tap_s3"
+METASTORE_CONN_ID = "tap_metastore"
+TRINO_CONN_ID = "tap_trino"
+SUPERSET_CONN_ID = "tap_superset"
+SPARK_LOCAL_CONN_ID = "tap_spark_local"
+
+
+def connection_definitions(cfg: PlatformConfig, creds: Credentials) -> dict[str, dict]:
+    return {
+        S3_CONN_ID: {
+            "conn_type": "generic",
+            "description": "S3-compatible object store (MinIO locally)",
+            "host": LOOPBACK, "port": cfg.minio_port, "schema": "http",
+            "login": creds.minio_root_user, "password": creds.minio_root_password,
+            "extra": {
+                "endpoint_url": cfg.minio_endpoint, "region_name": "us-east-1",
+                "raw_bucket": cfg.raw_bucket, "warehouse_bucket": cfg.warehouse_bucket,
+                "models_bucket": cfg.models_bucket, "reports_bucket": cfg.reports_bucket,
+            },
+        },
+        METASTORE_CONN_ID: {
+            "conn_type": "generic",
+            "description": "Hive Metastore Thrift service",
+            "host": LOOPBACK, "port": cfg.metastore_port, "schema": "thrift",
+        },
+        TRINO_CONN_ID: {
+            "conn_type": "generic",
+            "description": "Trino coordinator (catalog iceberg)",
+            "host": LOOPBACK, "port": cfg.trino_port, "schema": "iceberg",
+            "login": creds.trino_admin_user, "password": creds.trino_admin_password,
+            "extra": {"http_scheme": "http", "catalog": "iceberg"},
+        },
+        SUPERSET_CONN_ID: {
+            "conn_type": "http",
+            "description": "Superset REST API",
+            "host": LOOPBACK, "port": cfg.superset_port, "schema": "http",
+            "login": creds.superset_admin_user, "password": creds.superset_admin_password,
+        },
+        SPARK_LOCAL_CONN_ID: {
+            "conn_type": "spark",
+            "description": "spark-submit to local[*] (SparkSubmitHook)",
+            "host": "local[*]",
+            "extra": {"spark-binary": "spark-submit", "deploy-mode": "client"},
+        },
+    }
+
+
+def airflow_connections(cfg: PlatformConfig, creds: Credentials) -> dict[str, str]:
+    return {
+        f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(conn)
+        for conn_id, conn in connection_definitions(cfg, creds).items()
+    }

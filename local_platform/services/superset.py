@@ -1,0 +1,76 @@
+"""Superset (own virtualenv) under gunicorn on loopback, with its metadata DB, admin user and Trino database."""
+
+from __future__ import annotations
+
+import subprocess
+import urllib.parse
+
+from local_platform.config import LOOPBACK, REPO_ROOT
+from local_platform.process import http_ok, wait_until
+from local_platform.services.base import Endpoint, Service
+
+SUPERSET_INCLUDE = REPO_ROOT / "include" / "superset"
+TRINO_DATABASE_NAME = "trino"
+
+
+class SupersetService(Service):
+    name = "superset"
+    process_names = ("superset",)
+    start_timeout = 180.0
+
+    def endpoints(self) -> list[Endpoint]:
+        return [Endpoint("UI / REST API", self.cfg.superset_url)]
+
+    def env(self) -> dict[str, str]:
+        data = self.data_dir()
+        cache = data / "cache"
+        cache.mkdir(exist_ok=True)
+        return {
+            **self.base_env(),
+            "SUPERSET_CONFIG_PATH": str(SUPERSET_INCLUDE / "superset_config.py"),
+            "SUPERSET_SECRET_KEY": self.creds.superset_secret_key,
+            "SUPERSET_METADATA_DB_URI": f"sqlite:///{data / 'superset.db'}",
+            "SUPERSET_CACHE_DIR": str(cache),
+            "FLASK_APP": "superset.app:create_app()",
+            "PATH": f"{self.cfg.superset_venv_dir / 'bin'}:{self.base_env().get('PATH', '')}",
+        }
+
+    def trino_uri(self) -> str:
+        user = urllib.parse.quote(self.creds.trino_admin_user)
+        return f"trino://{user}@{LOOPBACK}:{self.cfg.trino_port}/iceberg"
+
+    def superset(self, *args: str) -> None:
+        result = subprocess.run([str(self.cfg.superset_venv_dir / "bin" / "superset"), *args], env=self.env(),
+                                capture_output=True, text=True, cwd=self.data_dir())
+        if result.returncode != 0:
+            raise RuntimeError(f"superset {args[0]} failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}")
+
+    def initialise(self) -> None:
+        """First start only: metadata schema, roles, the admin user and the Trino database connection."""
+        marker = self.data_dir() / ".initialised"
+        if marker.exists():
+            return
+        self.superset("db", "upgrade")
+        self.superset("fab", "create-admin", "--username", self.creds.superset_admin_user,
+                      "--firstname", "Platform", "--lastname", "Admin", "--email", "platform-admin@localhost",
+                      "--password", self.creds.superset_admin_password)
+        self.superset("init")
+        self.superset("set-database-uri", "--database_name", TRINO_DATABASE_NAME, "--uri", self.trino_uri())
+        marker.touch()
+
+    def start(self) -> None:
+        proc = self.process("superset")
+        if not proc.is_running():
+            self.initialise()
+            argv = [
+                str(self.cfg.superset_venv_dir / "bin" / "gunicorn"),
+                "--bind", f"{LOOPBACK}:{self.cfg.superset_port}",
+                "--workers", str(self.cfg.superset_workers), "--worker-class", "gthread", "--threads", "4",
+                "--timeout", "120", "--limit-request-line", "0", "--limit-request-field_size", "0",
+                "superset.app:create_app()",
+            ]
+            proc.start(argv, self.env(), self.log_file("superset"), cwd=self.data_dir())
+        wait_until(self.healthy, self.start_timeout, "Superset", proc, self.log_file("superset"), interval=1.0)
+
+    def healthy(self) -> bool:
+        return http_ok(f"{self.cfg.superset_url}/health")
