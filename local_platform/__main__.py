@@ -16,8 +16,9 @@ def _status(platform: LocalPlatform) -> int:
     print(f"{'service':<10} {'health':<10} {'pid(s)':<34} url(s)")
     for row in rows:
         health = "healthy" if row.healthy else ("UNHEALTHY" if row.running else "stopped")
-        pids = ", ".join(f"{name.removeprefix(row.name + '-') or row.name}={pid or '-'}"
-                         for name, pid in row.pids.items())
+        pids = ", ".join(
+            f"{name.removeprefix(row.name + '-') or row.name}={pid or '-'}" for name, pid in row.pids.items()
+        )
         print(f"{row.name:<10} {health:<10} {pids:<34} {'; '.join(row.urls)}")
     print(f"\ncredentials: {platform.cfg.credentials_file}   logs: {platform.cfg.log_dir}")
     return 0 if all(r.healthy for r in rows) else 1

@@ -25,12 +25,12 @@ AWS_SDK_VERSION = "2.44.4"  # the SDK inside iceberg-aws-bundle 1.11.0
 
 @dataclass(frozen=True)
 class MavenArtifact:
-    """One file from Maven Central, checked against the SHA-1 Maven Central publishes for it (pinned here)."""
+    """One file from Maven Central, pinned by SHA-256 (recorded after checking Maven Central's own SHA-1)."""
 
     group: str
     artifact: str
     version: str
-    sha1: str
+    sha256: str
     classifier: str = ""
     packaging: str = "jar"
 
@@ -47,22 +47,54 @@ class MavenArtifact:
 # Jars on the classpath of Spark (driver + executors) and of the Hive Metastore (which creates s3a:// dirs).
 # The AWS SDK comes from iceberg-aws-bundle (unshaded SDK v2); hadoop-aws also needs the transfer manager.
 SPARK_JARS = (
-    MavenArtifact("org.apache.iceberg", "iceberg-spark-runtime-4.1_2.13", ICEBERG_VERSION,
-                  "f9b1e4a18797c58ae406104ef5c75d1b64a373c5"),
-    MavenArtifact("org.apache.iceberg", "iceberg-aws-bundle", ICEBERG_VERSION,
-                  "afe5b22dd5bc2d2c0639049b06a92dae2545cac7"),
-    MavenArtifact("org.apache.hadoop", "hadoop-aws", HADOOP_VERSION, "16f9de6da5c7862241d55a13d34843404d0cbb88"),
-    MavenArtifact("software.amazon.awssdk", "s3-transfer-manager", AWS_SDK_VERSION,
-                  "3ee1934ac45ab9642d12a4ca6b68f687fc40c6a6"),
+    MavenArtifact(
+        "org.apache.iceberg",
+        "iceberg-spark-runtime-4.1_2.13",
+        ICEBERG_VERSION,
+        "d6ea6c5d099288daeb7d5a92061bd3d7d8f296492632b42378e5f2f0e3066242",
+    ),
+    MavenArtifact(
+        "org.apache.iceberg",
+        "iceberg-aws-bundle",
+        ICEBERG_VERSION,
+        "38f01da7e96850cdd05e6616d758b77b43314b712a8808e3f9a824d56976162f",
+    ),
+    MavenArtifact(
+        "org.apache.hadoop",
+        "hadoop-aws",
+        HADOOP_VERSION,
+        "d2d24e6b715b5656b9d238bf13b6682a07e2004dd36aad74a73aeb854319f4d9",
+    ),
+    MavenArtifact(
+        "software.amazon.awssdk",
+        "s3-transfer-manager",
+        AWS_SDK_VERSION,
+        "dbcad736b19f6eb8471f9edf027d9fffe994228f25f415894efd01fd80cb6c02",
+    ),
 )
 METASTORE_JARS = SPARK_JARS[1:]
 
-TRINO_SERVER = MavenArtifact("io.trino", "trino-server-core", TRINO_VERSION,
-                             "6bae2db438f8e6a2a8d9c8b566bb5e5b05870138", packaging="tar.gz")
-TRINO_ICEBERG_PLUGIN = MavenArtifact("io.trino", "trino-iceberg", TRINO_VERSION,
-                                     "6a9841be7b21c71110a1efc3a98e5dd833b20a8e", packaging="zip")
-TRINO_CLI = MavenArtifact("io.trino", "trino-cli", TRINO_VERSION, "c835824e01842036d4e0c071b5e2b7e1d28ba299",
-                          classifier="executable")
+TRINO_SERVER = MavenArtifact(
+    "io.trino",
+    "trino-server-core",
+    TRINO_VERSION,
+    "0f388f9967c177ae70a47c099082fc95387f0c3cb96d8000d1d41fc3a5223158",
+    packaging="tar.gz",
+)
+TRINO_ICEBERG_PLUGIN = MavenArtifact(
+    "io.trino",
+    "trino-iceberg",
+    TRINO_VERSION,
+    "99edba5b491ed94d599aeb61e0794272d3569d8b563f3bb8569e8a49daa87b6c",
+    packaging="zip",
+)
+TRINO_CLI = MavenArtifact(
+    "io.trino",
+    "trino-cli",
+    TRINO_VERSION,
+    "fe4e9c7fb569cd67673afa1622945f6308e1e59bdb825419352b80887661757b",
+    classifier="executable",
+)
 
 
 @dataclass(frozen=True)
@@ -79,8 +111,8 @@ MINIO = GoTool("minio", "github.com/minio/minio", "v0.0.0-20260212201848-7aac2a2
 MC = GoTool("mc", "github.com/minio/mc", "v0.0.0-20250313080218-cf909e1063a9")
 
 
-def _sha1(path: Path) -> str:
-    digest = hashlib.sha1()
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
@@ -90,17 +122,17 @@ def _sha1(path: Path) -> str:
 def fetch(artifact: MavenArtifact, cfg: PlatformConfig) -> Path:
     """Download an artifact into the cache unless it is there with the pinned checksum; return its path."""
     target = cfg.downloads_dir / artifact.filename
-    if target.exists() and _sha1(target) == artifact.sha1:
+    if target.exists() and _sha256(target) == artifact.sha256:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".part")
     print(f"  downloading {artifact.url}", file=sys.stderr)
     with urllib.request.urlopen(artifact.url, timeout=120) as resp, open(partial, "wb") as out:
         shutil.copyfileobj(resp, out, 1 << 20)
-    actual = _sha1(partial)
-    if actual != artifact.sha1:
+    actual = _sha256(partial)
+    if actual != artifact.sha256:
         partial.unlink()
-        raise RuntimeError(f"{artifact.url}: SHA-1 {actual} does not match the pinned {artifact.sha1}")
+        raise RuntimeError(f"{artifact.url}: SHA-256 {actual} does not match the pinned {artifact.sha256}")
     partial.replace(target)
     return target
 
@@ -121,10 +153,10 @@ def install_trino(cfg: PlatformConfig) -> Path:
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     with tarfile.open(server) as tar:
-        tar.extractall(staging, filter="tar")
+        tar.extractall(staging, filter="data")
     (unpacked,) = list(staging.iterdir())
     with zipfile.ZipFile(plugin) as zf:
-        zf.extractall(unpacked / "plugin")
+        zf.extractall(unpacked / "plugin")  # noqa: S202 - pinned by SHA-256 above
     # The zip holds trino-iceberg-<v>/; Trino wants plugin/<name>/.
     (unpacked / "plugin" / f"trino-iceberg-{TRINO_VERSION}").rename(unpacked / "plugin" / "iceberg")
     shutil.rmtree(home, ignore_errors=True)

@@ -89,11 +89,13 @@ class LocalPlatform:
         for service in self.services:
             pids = {p.name: p.pid for p in service.processes}
             running = all(pid is not None for pid in pids.values())
-            result.append(ServiceStatus(
-                name=service.name,
-                running=running,
-                healthy=running and service.healthy(),
-                pids=pids,
-                urls=[f"{e.name}: {e.url}" for e in service.endpoints()],
-            ))
+            result.append(
+                ServiceStatus(
+                    name=service.name,
+                    running=running,
+                    healthy=running and service.healthy(),
+                    pids=pids,
+                    urls=[f"{e.name}: {e.url}" for e in service.endpoints()],
+                )
+            )
         return result

@@ -135,8 +135,14 @@ def port_open(port: int, host: str = "127.0.0.1", timeout: float = 1.0) -> bool:
         return False
 
 
-def wait_until(check: Callable[[], bool], timeout: float, what: str, proc: TrackedProcess | None = None,
-               log_file: Path | None = None, interval: float = 0.5) -> None:
+def wait_until(
+    check: Callable[[], bool],
+    timeout: float,
+    what: str,
+    proc: TrackedProcess | None = None,
+    log_file: Path | None = None,
+    interval: float = 0.5,
+) -> None:
     """Poll check() until true; fail fast with the log tail if the tracked process died."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

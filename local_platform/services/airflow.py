@@ -66,8 +66,14 @@ class AirflowService(Service):
         passwords.write_text(json.dumps({self.creds.airflow_admin_user: self.creds.airflow_admin_password}))
 
     def airflow(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(self.cfg.venv_dir / "bin" / "airflow"), *args], env=self.env(), check=check,
-                              capture_output=True, text=True, cwd=self.home)
+        return subprocess.run(
+            [str(self.cfg.venv_dir / "bin" / "airflow"), *args],
+            env=self.env(),
+            check=check,
+            capture_output=True,
+            text=True,
+            cwd=self.home,
+        )
 
     def migrate(self) -> None:
         marker = self.home / ".db-migrated"
@@ -85,8 +91,16 @@ class AirflowService(Service):
         # The scheduler and triggerer would start log servers bound to all interfaces (host="" is hard-coded);
         # with LocalExecutor on one machine the API server reads task logs from disk, so skip them.
         commands = {
-            "airflow-api-server": [airflow_bin, "api-server", "--host", LOOPBACK, "--port", str(self.cfg.airflow_port),
-                                   "--workers", "1"],
+            "airflow-api-server": [
+                airflow_bin,
+                "api-server",
+                "--host",
+                LOOPBACK,
+                "--port",
+                str(self.cfg.airflow_port),
+                "--workers",
+                "1",
+            ],
             "airflow-scheduler": [airflow_bin, "scheduler", "--skip-serve-logs"],
             "airflow-dag-processor": [airflow_bin, "dag-processor"],
             "airflow-triggerer": [airflow_bin, "triggerer", "--skip-serve-logs"],

@@ -54,10 +54,10 @@ def thrift_get_all_databases(port: int, host: str = LOOPBACK, timeout: float = 3
     with socket.create_connection((host, port), timeout=timeout) as sock:
         sock.sendall(request)
         reader = sock.makefile("rb")
-        version, = struct.unpack(">I", reader.read(4))
+        (version,) = struct.unpack(">I", reader.read(4))
         if version & 0xFF != 2:  # message type REPLY
             raise RuntimeError(f"metastore answered message type {version & 0xFF}, not a reply")
-        name_len, = struct.unpack(">i", reader.read(4))
+        (name_len,) = struct.unpack(">i", reader.read(4))
         reader.read(name_len + 4)  # method name, seqid
         field_type, field_id = struct.unpack(">bh", reader.read(3))
         if field_type != 15 or field_id != 0:  # success is field 0, a list
@@ -65,7 +65,7 @@ def thrift_get_all_databases(port: int, host: str = LOOPBACK, timeout: float = 3
         _elem_type, count = struct.unpack(">bi", reader.read(5))
         names = []
         for _ in range(count):
-            length, = struct.unpack(">i", reader.read(4))
+            (length,) = struct.unpack(">i", reader.read(4))
             names.append(reader.read(length).decode())
         return names
 
@@ -119,7 +119,11 @@ class MetastoreService(Service):
             return
         subprocess.run(
             ["java", "-cp", self.classpath(), str(NATIVE_DIR / "InitMetastoreTxnTables.java")],
-            env=self.java_env(), cwd=self.data_dir(), check=True, capture_output=True, text=True,
+            env=self.java_env(),
+            cwd=self.data_dir(),
+            check=True,
+            capture_output=True,
+            text=True,
         )
         marker.touch()
 
@@ -130,10 +134,15 @@ class MetastoreService(Service):
             self.init_txn_tables()
             env = {**self.java_env(), "LD_PRELOAD": str(loopback_shim(self.cfg))}
             argv = [
-                "java", f"-Xmx{self.cfg.metastore_heap}", "-Djava.net.preferIPv4Stack=true",
+                "java",
+                f"-Xmx{self.cfg.metastore_heap}",
+                "-Djava.net.preferIPv4Stack=true",
                 f"-Dderby.system.home={self.data_dir()}",
-                "-cp", self.classpath(),
-                "org.apache.hadoop.hive.metastore.HiveMetaStore", "-p", str(self.cfg.metastore_port),
+                "-cp",
+                self.classpath(),
+                "org.apache.hadoop.hive.metastore.HiveMetaStore",
+                "-p",
+                str(self.cfg.metastore_port),
             ]
             proc.start(argv, env, self.log_file("metastore"), cwd=self.data_dir())
         wait_until(self.healthy, self.start_timeout, "Hive Metastore", proc, self.log_file("metastore"))

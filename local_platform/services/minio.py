@@ -32,9 +32,13 @@ class MinioService(Service):
                 "MINIO_BROWSER_REDIRECT": "off",
             }
             argv = [
-                str(self.cfg.bin_dir / artifacts.MINIO.name), "server", str(self.data_dir()),
-                "--address", f"{LOOPBACK}:{self.cfg.minio_port}",
-                "--console-address", f"{LOOPBACK}:{self.cfg.minio_console_port}",
+                str(self.cfg.bin_dir / artifacts.MINIO.name),
+                "server",
+                str(self.data_dir()),
+                "--address",
+                f"{LOOPBACK}:{self.cfg.minio_port}",
+                "--console-address",
+                f"{LOOPBACK}:{self.cfg.minio_console_port}",
                 "--quiet",
             ]
             proc.start(argv, env, self.log_file("minio"))
@@ -50,13 +54,15 @@ class MinioService(Service):
         env = {
             **self.base_env(),
             "MC_HOST_local": (
-                f"http://{self.creds.minio_root_user}:{self.creds.minio_root_password}"
-                f"@{LOOPBACK}:{self.cfg.minio_port}"
+                f"http://{self.creds.minio_root_user}:{self.creds.minio_root_password}@{LOOPBACK}:{self.cfg.minio_port}"
             ),
         }
         return subprocess.run(
             [str(self.cfg.bin_dir / artifacts.MC.name), "--config-dir", str(mc_conf), "--quiet", *args],
-            env=env, check=True, capture_output=True, text=True,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
         )
 
     def create_buckets(self) -> None:

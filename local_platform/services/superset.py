@@ -40,8 +40,13 @@ class SupersetService(Service):
         return f"trino://{user}@{LOOPBACK}:{self.cfg.trino_port}/iceberg"
 
     def superset(self, *args: str) -> None:
-        result = subprocess.run([str(self.cfg.superset_venv_dir / "bin" / "superset"), *args], env=self.env(),
-                                capture_output=True, text=True, cwd=self.data_dir())
+        result = subprocess.run(
+            [str(self.cfg.superset_venv_dir / "bin" / "superset"), *args],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            cwd=self.data_dir(),
+        )
         if result.returncode != 0:
             raise RuntimeError(f"superset {args[0]} failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}")
 
@@ -51,9 +56,20 @@ class SupersetService(Service):
         if marker.exists():
             return
         self.superset("db", "upgrade")
-        self.superset("fab", "create-admin", "--username", self.creds.superset_admin_user,
-                      "--firstname", "Platform", "--lastname", "Admin", "--email", "platform-admin@localhost",
-                      "--password", self.creds.superset_admin_password)
+        self.superset(
+            "fab",
+            "create-admin",
+            "--username",
+            self.creds.superset_admin_user,
+            "--firstname",
+            "Platform",
+            "--lastname",
+            "Admin",
+            "--email",
+            "platform-admin@localhost",
+            "--password",
+            self.creds.superset_admin_password,
+        )
         self.superset("init")
         self.superset("set-database-uri", "--database_name", TRINO_DATABASE_NAME, "--uri", self.trino_uri())
         marker.touch()
@@ -64,9 +80,20 @@ class SupersetService(Service):
             self.initialise()
             argv = [
                 str(self.cfg.superset_venv_dir / "bin" / "gunicorn"),
-                "--bind", f"{LOOPBACK}:{self.cfg.superset_port}",
-                "--workers", str(self.cfg.superset_workers), "--worker-class", "gthread", "--threads", "4",
-                "--timeout", "120", "--limit-request-line", "0", "--limit-request-field_size", "0",
+                "--bind",
+                f"{LOOPBACK}:{self.cfg.superset_port}",
+                "--workers",
+                str(self.cfg.superset_workers),
+                "--worker-class",
+                "gthread",
+                "--threads",
+                "4",
+                "--timeout",
+                "120",
+                "--limit-request-line",
+                "0",
+                "--limit-request-field_size",
+                "0",
                 "superset.app:create_app()",
             ]
             proc.start(argv, self.env(), self.log_file("superset"), cwd=self.data_dir())

@@ -1,0 +1,45 @@
+# taxi-anomaly-platform: the two commands are `make demo` and `make test`. See README.md.
+SHELL := /bin/bash
+PY_SYS ?= python3
+VENV_PY := .venv/bin/python
+PLATFORM := $(PY_SYS) -m local_platform
+
+.PHONY: help setup up down status logs test test-unit lint lock demo clean-state
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+setup:  ## install everything (venvs, JVM artifacts, MinIO/mc, credentials); idempotent, seconds when warm
+	$(PLATFORM) setup
+
+up: setup  ## start every service on 127.0.0.1 and wait until healthy
+	$(PLATFORM) up
+
+down:  ## stop exactly the processes `make up` started
+	$(PLATFORM) down
+
+status:  ## each service's health, PIDs and URLs
+	$(PLATFORM) status
+
+logs:  ## where the logs are
+	$(PLATFORM) logs
+
+lint: setup  ## ruff over the whole tree (dags/ also bans heavy module-level imports)
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+test: setup lint  ## the test suite; starts the platform for the tests that need it and stops it afterwards
+	$(VENV_PY) -m pytest
+
+test-unit: setup  ## only the tests that need no running service
+	$(VENV_PY) -m pytest -m "not platform"
+
+lock:  ## re-resolve requirements.lock files from requirements.txt files
+	uv pip compile requirements.txt --python 3.11 -o requirements.lock
+	uv pip compile include/superset/requirements.txt --python 3.11 -o include/superset/requirements.lock
+
+demo: up  ## start the platform and show where everything is
+	$(PLATFORM) status
+
+clean-state: down  ## delete all local state (data, logs, credentials) — irreversible
+	rm -rf .platform

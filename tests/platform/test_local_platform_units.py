@@ -1,0 +1,101 @@
+"""Unit tests of the local platform manager: configuration, credentials, process tracking, the bind shim."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from local_platform.config import PlatformConfig, load_config
+from local_platform.credentials import Credentials, load_or_create
+from local_platform.process import TrackedProcess
+from local_platform.services.metastore import build_loopback_shim
+
+
+def test_config_defaults_and_env_overrides():
+    cfg = load_config({"TAP_TRINO_PORT": "18081", "TAP_STATE_DIR": "/tmp/x"})
+    assert cfg.trino_port == 18081
+    assert cfg.state_dir == Path("/tmp/x")
+    assert cfg.metastore_port == PlatformConfig().metastore_port
+    assert cfg.trino_url == "http://127.0.0.1:18081"
+
+
+def test_config_rejects_a_non_numeric_port():
+    with pytest.raises(ValueError, match="TAP_MINIO_PORT='nine' is not a valid int"):
+        load_config({"TAP_MINIO_PORT": "nine"})
+
+
+def test_credentials_are_random_private_and_stable(tmp_path):
+    path = tmp_path / "credentials.env"
+    first = load_or_create(path)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert load_or_create(path) == first, "a second load must return the same credentials"
+    other = Credentials.generate()
+    for field in ("minio_root_password", "airflow_admin_password", "superset_admin_password", "superset_secret_key"):
+        value = getattr(first, field)
+        assert len(value) >= 24 and value != getattr(other, field)
+        assert value.lower() not in {"admin", "password", "minioadmin", "airflow", "superset"}
+
+
+def test_credentials_file_readable_by_others_is_refused(tmp_path):
+    path = tmp_path / "credentials.env"
+    load_or_create(path)
+    path.chmod(0o644)
+    with pytest.raises(PermissionError, match="chmod 600"):
+        load_or_create(path)
+
+
+def test_tracked_process_stops_its_whole_process_group(tmp_path):
+    proc = TrackedProcess("sleeper", tmp_path / "sleeper.pid")
+    # A parent that spawns a child: stopping must end both.
+    script = "import subprocess,time; subprocess.Popen(['sleep','300']); time.sleep(300)"
+    pid = proc.start([sys.executable, "-c", script], dict(os.environ), tmp_path / "sleeper.log")
+    time.sleep(0.5)
+    children = subprocess.run(["pgrep", "-g", str(pid)], capture_output=True, text=True).stdout.split()
+    assert len(children) == 2
+    assert proc.is_running() and proc.pid == pid
+    assert proc.stop(timeout=5)
+    assert not any(Path(f"/proc/{c}").exists() for c in children)
+    assert not proc.pidfile.exists()
+    assert proc.stop() is False, "stopping twice is harmless"
+
+
+def test_tracked_process_ignores_a_reused_pid(tmp_path):
+    """A stale PID file naming a PID that now belongs to another process must not make us kill it."""
+    victim = subprocess.Popen(["sleep", "30"])
+    try:
+        pidfile = tmp_path / "stale.pid"
+        pidfile.write_text(json.dumps({"pid": victim.pid, "start_time": "1", "argv": ["old"]}))
+        proc = TrackedProcess("stale", pidfile)
+        assert proc.pid is None
+        assert proc.stop() is False
+        assert victim.poll() is None, "the unrelated process must still run"
+    finally:
+        victim.kill()
+        victim.wait()
+
+
+def test_loopback_shim_rewrites_wildcard_binds():
+    shim = build_loopback_shim(load_config())
+    code = (
+        "import socket,sys\n"
+        "a=socket.socket(); a.bind(('0.0.0.0',0)); a.listen()\n"
+        "b=socket.socket(socket.AF_INET6); b.bind(('::',0)); b.listen()\n"
+        "print(a.getsockname()[0], b.getsockname()[0], b.getsockname()[1])\n"
+        "sys.stdout.flush(); c,_=b.accept(); c.close()\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], env={**os.environ, "LD_PRELOAD": str(shim)}, stdout=subprocess.PIPE, text=True
+    )
+    v4, v6, v6_port = child.stdout.readline().split()
+    assert v4 == "127.0.0.1"
+    assert v6 == "::ffff:127.0.0.1"
+    # The dual-stack socket still accepts IPv4 clients on loopback.
+    socket.create_connection(("127.0.0.1", int(v6_port)), timeout=5).close()
+    assert child.wait(timeout=10) == 0
