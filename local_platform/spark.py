@@ -6,10 +6,11 @@ platform points here and a Kubernetes SparkApplication fills from its sparkConf.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from local_platform import artifacts
-from local_platform.config import LOOPBACK, PlatformConfig
+from local_platform.config import LOOPBACK, REPO_ROOT, PlatformConfig
 from local_platform.credentials import Credentials
 from local_platform.services.metastore import s3a_properties
 
@@ -61,4 +62,6 @@ def spark_env(cfg: PlatformConfig) -> dict[str, str]:
         "PYSPARK_DRIVER_PYTHON": str(cfg.python),
         "JAVA_HOME": str(cfg.java_home),
         "SPARK_LOCAL_IP": LOOPBACK,
+        # Executors import the job package by module name, as in the Kubernetes image (/opt/taxi-anomaly).
+        "PYTHONPATH": os.pathsep.join(str(REPO_ROOT / d) for d in ("spark_jobs", "plugins")),
     }

@@ -1,0 +1,133 @@
+"""Window features: time encodings, lags, rolling means and seasonally normalised deviations (native Spark).
+
+The seasonal profile is the median and MAD of each signal per (key, weekday, half-hour slot) over the training
+months. Deviations from it are robust z-scores, so a Monday-8am count is judged against Monday-8am history.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import date
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+# Signal -> (expression on a window row, scale floor as (relative to |median|, absolute)).
+SIGNALS: dict[str, tuple[str, tuple[float, float]]] = {
+    "log_rate": ("log1p(rate)", (0.0, 0.05)),
+    "fare_mean": ("fare_mean", (0.02, 0.05)),
+    "distance_mean": ("distance_mean", (0.02, 0.02)),
+    "duration_mean": ("duration_mean", (0.02, 5.0)),
+    "driver_pay_mean": ("driver_pay_mean", (0.02, 0.05)),
+    "airport_share": ("airport_share", (0.0, 0.01)),
+}
+MAD_TO_SIGMA = 1.4826
+
+# What the IsolationForest sees: seasonally normalised deviations only. Raw time encodings and lags stay in the
+# feature table for analysis but would make rare slots, or the day after an incident, look anomalous.
+MODEL_FEATURES = tuple(f"z_{name}" for name in SIGNALS) + ("d_rolling_3h",)
+
+
+def _us_federal_holidays(years: set[int]) -> list[date]:
+    """US federal holidays (observed dates) for the given years, without a calendar library."""
+
+    def nth_weekday(year: int, month: int, weekday: int, n: int) -> date:
+        first = date(year, month, 1)
+        return date(year, month, 1 + (weekday - first.weekday()) % 7 + 7 * (n - 1))
+
+    def last_weekday(year: int, month: int, weekday: int) -> date:
+        day = date(year, month + 1, 1) if month < 12 else date(year + 1, 1, 1)
+        day = date.fromordinal(day.toordinal() - 1)
+        return date.fromordinal(day.toordinal() - (day.weekday() - weekday) % 7)
+
+    def observed(day: date) -> date:
+        shift = {5: -1, 6: 1}.get(day.weekday(), 0)
+        return date.fromordinal(day.toordinal() + shift)
+
+    holidays = []
+    for y in sorted(years):
+        holidays += [
+            observed(date(y, 1, 1)),
+            nth_weekday(y, 1, 0, 3),
+            nth_weekday(y, 2, 0, 3),
+            last_weekday(y, 5, 0),
+            observed(date(y, 6, 19)),
+            observed(date(y, 7, 4)),
+            nth_weekday(y, 9, 0, 1),
+            nth_weekday(y, 10, 0, 2),
+            observed(date(y, 11, 11)),
+            nth_weekday(y, 11, 3, 4),
+            observed(date(y, 12, 25)),
+        ]
+    return holidays
+
+
+def add_time_features(windows: DataFrame) -> DataFrame:
+    """hour, slot (0–47), weekday (Mon=0), their cyclic encodings and a US federal holiday flag."""
+    years = {int(r[0]) for r in windows.select(F.year("bucket_start")).distinct().collect()}
+    holidays = [d.isoformat() for d in _us_federal_holidays(years)]
+    two_pi = 2 * math.pi
+    return (
+        windows.withColumn("hour", F.hour("bucket_start"))
+        .withColumn("slot", F.col("hour") * 2 + (F.minute("bucket_start") >= 30).cast("int"))
+        .withColumn("weekday", (F.dayofweek("bucket_start") + 5) % 7)
+        .withColumn("slot_sin", F.sin(F.col("slot") * two_pi / 48))
+        .withColumn("slot_cos", F.cos(F.col("slot") * two_pi / 48))
+        .withColumn("weekday_sin", F.sin(F.col("weekday") * two_pi / 7))
+        .withColumn("weekday_cos", F.cos(F.col("weekday") * two_pi / 7))
+        .withColumn("is_holiday", F.to_date("bucket_start").cast("string").isin(holidays))
+    )
+
+
+def add_signals(windows: DataFrame) -> DataFrame:
+    return windows.select("*", *[F.expr(expr).alias(f"s_{name}") for name, (expr, _) in SIGNALS.items()])
+
+
+def seasonal_profile(training_windows: DataFrame) -> DataFrame:
+    """Median and MAD of every signal per (granularity, key, weekday, slot) over the training windows."""
+    base = add_signals(add_time_features(training_windows))
+    group = ["granularity", "key", "weekday", "slot"]
+    medians = base.groupBy(*group).agg(
+        *[F.percentile_approx(f"s_{n}", 0.5, 1000).alias(f"med_{n}") for n in SIGNALS],
+        F.count(F.lit(1)).alias("history_windows"),
+    )
+    deviations = base.join(medians, group).select(
+        *group, *[F.abs(F.col(f"s_{n}") - F.col(f"med_{n}")).alias(f"dev_{n}") for n in SIGNALS]
+    )
+    mads = deviations.groupBy(*group).agg(
+        *[F.percentile_approx(f"dev_{n}", 0.5, 1000).alias(f"mad_{n}") for n in SIGNALS]
+    )
+    return medians.join(mads, group)
+
+
+def add_lags(windows: DataFrame) -> DataFrame:
+    """Log-rate differences to the same slot one day and one week earlier, and to the previous 3 hours' mean."""
+    lagged = windows
+    for name, delta in (("prev_day", "1 day"), ("prev_week", "7 days")):
+        earlier = windows.select(
+            "granularity",
+            "key",
+            (F.col("bucket_start") + F.expr(f"interval {delta}")).alias("bucket_start"),
+            F.col("rate").alias(f"rate_{name}"),
+        )
+        lagged = lagged.join(earlier, ["granularity", "key", "bucket_start"], "left")
+    recent = Window.partitionBy("granularity", "key").orderBy("bucket_start").rowsBetween(-6, -1)
+    return (
+        lagged.withColumn("rolling_rate_3h", F.avg("rate").over(recent))
+        .withColumn("d_prev_day", F.log1p("rate") - F.log1p("rate_prev_day"))
+        .withColumn("d_prev_week", F.log1p("rate") - F.log1p("rate_prev_week"))
+        .withColumn("d_rolling_3h", F.log1p("rate") - F.log1p("rolling_rate_3h"))
+    )
+
+
+def build_features(windows: DataFrame, profile: DataFrame) -> DataFrame:
+    """All features of the windows, with robust z-scores against the seasonal profile (0 where undefined)."""
+    base = add_lags(add_signals(add_time_features(windows)))
+    joined = base.join(F.broadcast(profile), ["granularity", "key", "weekday", "slot"], "left")
+    for name, (_, (relative, absolute)) in SIGNALS.items():
+        scale = F.greatest(F.col(f"mad_{name}") * MAD_TO_SIGMA, F.abs(F.col(f"med_{name}")) * relative + absolute)
+        z = (F.col(f"s_{name}") - F.col(f"med_{name}")) / scale
+        joined = joined.withColumn(f"z_{name}", F.coalesce(z, F.lit(0.0)))
+    for name in ("d_prev_day", "d_prev_week", "d_rolling_3h"):
+        joined = joined.withColumn(name, F.coalesce(F.col(name), F.lit(0.0)))
+    return joined.drop(*[c for c in joined.columns if c.startswith(("med_", "mad_", "s_"))])

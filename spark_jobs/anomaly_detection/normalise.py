@@ -1,0 +1,96 @@
+"""Read raw TLC monthly parquet files and project them onto the job's canonical trip columns (native Spark)."""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+# Airports in the zone lookup: Newark (1), JFK (132), LaGuardia (138).
+AIRPORT_ZONES = (1, 132, 138)
+
+# Canonical column -> raw names seen across trip types and years, first match wins (case-insensitive).
+RAW_NAMES: dict[str, tuple[str, ...]] = {
+    "pickup_at": ("pickup_datetime", "tpep_pickup_datetime", "lpep_pickup_datetime", "trip_pickup_datetime"),
+    "dropoff_at": (
+        "dropoff_datetime",
+        "tpep_dropoff_datetime",
+        "lpep_dropoff_datetime",
+        "trip_dropoff_datetime",
+        "dropoff_datetime",
+    ),
+    "pu_location_id": ("pulocationid",),
+    "do_location_id": ("dolocationid",),
+    "trip_distance": ("trip_distance", "trip_miles"),
+    "trip_time_s": ("trip_time",),
+    "fare_amount": ("fare_amount", "base_passenger_fare", "fare_amt"),
+    "driver_pay": ("driver_pay",),
+    "total_amount": ("total_amount", "total_amt"),
+    "airport_fee": ("airport_fee",),
+    "shared_match_flag": ("shared_match_flag",),
+}
+
+CANONICAL_COLUMNS = (
+    "trip_type",
+    "pickup_at",
+    "dropoff_at",
+    "pu_location_id",
+    "do_location_id",
+    "trip_distance",
+    "trip_duration_s",
+    "fare_amount",
+    "driver_pay",
+    "total_amount",
+    "is_airport",
+    "is_shared",
+)
+
+
+class InputDataError(ValueError):
+    """Raw input that the job cannot use; the message names the file and the problem."""
+
+
+def _find(df: DataFrame, canonical: str) -> str | None:
+    by_lower = {c.lower(): c for c in df.columns}
+    return next((by_lower[name] for name in RAW_NAMES[canonical] if name in by_lower), None)
+
+
+def _col_or_null(df: DataFrame, canonical: str, dtype: str) -> Column:
+    name = _find(df, canonical)
+    return F.col(f"`{name}`").cast(dtype) if name else F.lit(None).cast(dtype)
+
+
+def normalise_trips(raw: DataFrame, trip_type: str, source: str = "input") -> DataFrame:
+    """Project one raw monthly file onto CANONICAL_COLUMNS. Timestamps are tz-naive (TIMESTAMP_NTZ), as TLC's."""
+    if _find(raw, "pickup_at") is None:
+        raise InputDataError(f"{source}: no pickup timestamp column among {sorted(raw.columns)}")
+    pickup = _col_or_null(raw, "pickup_at", "timestamp_ntz")
+    dropoff = _col_or_null(raw, "dropoff_at", "timestamp_ntz")
+    pu = _col_or_null(raw, "pu_location_id", "int")
+    do = _col_or_null(raw, "do_location_id", "int")
+    duration_from_times = F.unix_timestamp(dropoff.cast("timestamp")) - F.unix_timestamp(pickup.cast("timestamp"))
+    trip_time = _col_or_null(raw, "trip_time_s", "double")
+    airport_fee = _col_or_null(raw, "airport_fee", "double")
+    shared = _col_or_null(raw, "shared_match_flag", "string")
+    return raw.select(
+        F.lit(trip_type).alias("trip_type"),
+        pickup.alias("pickup_at"),
+        dropoff.alias("dropoff_at"),
+        pu.alias("pu_location_id"),
+        do.alias("do_location_id"),
+        _col_or_null(raw, "trip_distance", "double").alias("trip_distance"),
+        F.coalesce(trip_time, duration_from_times.cast("double")).alias("trip_duration_s"),
+        _col_or_null(raw, "fare_amount", "double").alias("fare_amount"),
+        _col_or_null(raw, "driver_pay", "double").alias("driver_pay"),
+        _col_or_null(raw, "total_amount", "double").alias("total_amount"),
+        (F.coalesce(airport_fee, F.lit(0.0)) > 0) | pu.isin(*AIRPORT_ZONES) | do.isin(*AIRPORT_ZONES),
+        F.coalesce(shared == F.lit("Y"), F.lit(False)),
+    ).toDF(*CANONICAL_COLUMNS)
+
+
+def read_month(spark: SparkSession, path: str, trip_type: str) -> DataFrame:
+    """Read one raw monthly parquet file and normalise it; a missing or unreadable file names its path."""
+    try:
+        raw = spark.read.parquet(path)
+    except Exception as exc:  # Spark raises AnalysisException for missing paths, others for corrupt files
+        raise InputDataError(f"{path}: cannot read as parquet ({type(exc).__name__}: {str(exc)[:300]})") from exc
+    return normalise_trips(raw, trip_type, source=path)
