@@ -23,9 +23,13 @@ SIGNALS: dict[str, tuple[str, tuple[float, float]]] = {
 }
 MAD_TO_SIGMA = 1.4826
 
-# What the IsolationForest sees: seasonally normalised deviations only. Raw time encodings and lags stay in the
-# feature table for analysis but would make rare slots, or the day after an incident, look anomalous.
-MODEL_FEATURES = tuple(f"z_{name}" for name in SIGNALS) + ("d_rolling_3h",)
+# What the IsolationForest sees: seasonally normalised deviations of the signals that carry incidents, plus
+# their largest absolute value. IsolationForest picks split features at random, so an incident visible in one
+# signal only is diluted by the others; z_max_abs concentrates it (measured: single-signal outliers at 12 sd go
+# from ~10 % to 100 % detected with 7 features). Time encodings, lags and the airport share stay in the feature
+# table for analysis but would make rare slots, or the day after an incident, look anomalous.
+DEVIATION_FEATURES = ("z_log_rate", "z_fare_mean", "z_distance_mean", "z_duration_mean", "z_driver_pay_mean")
+MODEL_FEATURES = (*DEVIATION_FEATURES, "z_max_abs")
 
 
 def _us_federal_holidays(years: set[int]) -> list[date]:
@@ -130,4 +134,5 @@ def build_features(windows: DataFrame, profile: DataFrame) -> DataFrame:
         joined = joined.withColumn(f"z_{name}", F.coalesce(z, F.lit(0.0)))
     for name in ("d_prev_day", "d_prev_week", "d_rolling_3h"):
         joined = joined.withColumn(name, F.coalesce(F.col(name), F.lit(0.0)))
+    joined = joined.withColumn("z_max_abs", F.greatest(*[F.abs(F.col(c)) for c in DEVIATION_FEATURES]))
     return joined.drop(*[c for c in joined.columns if c.startswith(("med_", "mad_", "s_"))])

@@ -22,9 +22,8 @@ FEATURE_LABELS = {
     "z_distance_mean": "mean distance",
     "z_duration_mean": "mean duration",
     "z_driver_pay_mean": "mean driver pay",
-    "z_airport_share": "airport share",
-    "d_rolling_3h": "trip count vs previous 3 h",
 }
+SUMMARY_FEATURES = ("z_max_abs",)  # model inputs that summarise others; never given as an explanation
 TOP_FEATURES = 3
 
 
@@ -51,7 +50,9 @@ class TrainedModel:
         """Per row, the k features furthest from normal (largest |standardised value|); for flagged rows also
         a sentence such as "trip count below usual (-9.3 sd); mean fare above usual (+2.1 sd)"."""
         scaled = self.scaler.transform(frame[list(self.features)].to_numpy(dtype=np.float64))
-        order = np.argsort(-np.abs(scaled), axis=1)[:, :k]
+        magnitude = np.abs(scaled)
+        magnitude[:, [i for i, f in enumerate(self.features) if f in SUMMARY_FEATURES]] = -1.0  # not a reason
+        order = np.argsort(-magnitude, axis=1)[:, :k]
         tops = np.asarray(self.features, dtype=object)[order]
         sentences: list[str | None] = [None] * len(frame)
         for row in np.flatnonzero(flagged):
@@ -89,6 +90,7 @@ def train(
     if not 0 < contamination < 0.5:
         raise ValueError(f"contamination must be in (0, 0.5), got {contamination}")
     matrix = training_features[list(MODEL_FEATURES)].to_numpy(dtype=np.float64)
+    max_samples = max_samples or min(1024, len(matrix))
     scaler = StandardScaler().fit(matrix)
     forest = IsolationForest(
         n_estimators=n_estimators, max_samples=max_samples, contamination=contamination, random_state=seed, n_jobs=1

@@ -53,12 +53,9 @@ class ModelRegistry:
         fs = self._fs(path)
         if not fs.exists(path):
             raise ModelRegistryError(f"{path.toString()} does not exist")
-        length = fs.getFileStatus(path).getLen()
         stream = fs.open(path)
-        try:
-            buffer = self.spark.sparkContext._gateway.new_array(self.spark.sparkContext._jvm.byte, length)
-            stream.readFully(0, buffer)
-            return bytes(buffer)
+        try:  # a byte[] returned by a Java method arrives in Python as a bytearray (commons-io ships with Spark)
+            return bytes(self.spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toByteArray(stream))
         finally:
             stream.close()
 

@@ -46,7 +46,7 @@ TABLE_DDL = {
         d_prev_day DOUBLE, d_prev_week DOUBLE, d_rolling_3h DOUBLE,
         history_windows BIGINT COMMENT 'training windows behind the seasonal profile of this slot',
         z_log_rate DOUBLE, z_fare_mean DOUBLE, z_distance_mean DOUBLE, z_duration_mean DOUBLE,
-        z_driver_pay_mean DOUBLE, z_airport_share DOUBLE,
+        z_driver_pay_mean DOUBLE, z_airport_share DOUBLE, z_max_abs DOUBLE,
         run_id STRING, computed_at TIMESTAMP
     """,
     SCORES_TABLE: """

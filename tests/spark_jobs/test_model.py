@@ -1,0 +1,114 @@
+"""The IsolationForest model: training, vectorised scoring with explanations, and the versioned registry."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from anomaly_detection.evaluation import Episode, evaluate, seasonal_zscore_baseline
+from anomaly_detection.features import DEVIATION_FEATURES, MODEL_FEATURES
+from anomaly_detection.model import ModelBundle, score_windows, train
+from anomaly_detection.registry import ModelRegistry, ModelRegistryError
+
+
+def normal_windows(n: int, seed: int = 0) -> pd.DataFrame:
+    """Heavy-tailed noise on the deviation features, with z_max_abs derived as the feature pipeline does."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(rng.standard_t(5, size=(n, len(DEVIATION_FEATURES))), columns=list(DEVIATION_FEATURES))
+    return with_max_abs(frame)
+
+
+def with_max_abs(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.assign(z_max_abs=frame[list(DEVIATION_FEATURES)].abs().max(axis=1))[list(MODEL_FEATURES)]
+
+
+def test_train_sets_the_threshold_at_the_contamination_quantile():
+    model = train(normal_windows(2000), contamination=0.01, n_estimators=50)
+    flagged = (model.anomaly_scores(normal_windows(2000)) > model.threshold).mean()
+    assert 0.0 < flagged < 0.03
+    assert model.training_rows == 2000
+
+
+def test_train_rejects_empty_input_and_bad_contamination():
+    with pytest.raises(ValueError, match="no training windows"):
+        train(normal_windows(0))
+    with pytest.raises(ValueError, match="contamination must be in"):
+        train(normal_windows(100), contamination=0.7)
+
+
+def test_an_obvious_outlier_is_flagged_and_explained_by_the_right_feature():
+    model = train(normal_windows(3000), contamination=0.005, n_estimators=100)
+    odd = normal_windows(1, seed=9)
+    odd["z_log_rate"] = -12.0  # an outage-like count
+    odd = with_max_abs(odd)
+    scores = model.anomaly_scores(odd)
+    assert scores[0] > model.threshold
+    tops, sentences = model.explain(odd, scores > model.threshold)
+    assert tops[0][0] == "z_log_rate"
+    assert sentences[0].startswith("trip count below usual")
+
+
+@pytest.mark.spark
+def test_score_windows_runs_vectorised_on_spark_and_keeps_every_row(spark):
+    model = train(normal_windows(2000), contamination=0.01, n_estimators=50)
+    frame = normal_windows(500, seed=3)
+    frame.loc[7, "z_fare_mean"] = 15.0
+    frame = with_max_abs(frame)
+    frame.insert(0, "key", [f"k{i}" for i in range(len(frame))])
+    scored = score_windows(spark.createDataFrame(frame), model).toPandas().set_index("key")
+    assert len(scored) == 500
+    assert bool(scored.loc["k7", "is_anomaly"]) is True
+    assert list(scored.loc["k7", "top_features"])[0] == "z_fare_mean"
+    assert "mean fare above usual" in scored.loc["k7", "explanation"]
+    assert scored.loc[~scored["is_anomaly"], "explanation"].isna().all()
+    # Same numbers as scoring on the driver: the UDF path changes nothing.
+    expected = model.anomaly_scores(frame.set_index("key").loc[scored.index])
+    np.testing.assert_allclose(scored["anomaly_score"].to_numpy(), expected)
+
+
+@pytest.mark.spark
+def test_registry_versions_never_overwrite_and_latest_is_newest(spark, tmp_path):
+    registry = ModelRegistry(spark, f"file://{tmp_path}/models")
+    with pytest.raises(ModelRegistryError, match="run with --mode train first"):
+        registry.resolve("fhvhv", "city")
+    bundle = ModelBundle(train(normal_windows(500), n_estimators=20), pd.DataFrame({"key": ["NYC"]}))
+    first = registry.save(bundle, "fhvhv", "city", {"training_months": ["2024-01"]})
+    second = registry.save(bundle, "fhvhv", "city", {"training_months": ["2024-02"]})
+    assert first != second
+    assert registry.versions("fhvhv", "city") == sorted([first, second])
+    assert registry.resolve("fhvhv", "city") == max(first, second)
+    loaded, meta = registry.load("fhvhv", "city", first)
+    assert meta["training_months"] == ["2024-01"] and meta["libraries"]["scikit-learn"]
+    assert loaded.model.threshold == bundle.model.threshold
+    meta_file = tmp_path / "models" / "fhvhv" / "city" / first / "metadata.json"
+    assert json.loads(meta_file.read_text())["version"] == first
+    with pytest.raises(ModelRegistryError, match="not found; available"):
+        registry.load("fhvhv", "city", "v-nope")
+
+
+def test_evaluate_counts_buckets_and_episodes():
+    from datetime import datetime, timedelta
+
+    start = datetime(2024, 3, 5, 10, 0)
+    episodes = [
+        Episode("e1", "drop", start, start + timedelta(hours=2)),
+        Episode("e2", "spike", start + timedelta(days=1), start + timedelta(days=1, hours=1)),
+    ]
+    flagged = {start, start + timedelta(minutes=30), start + timedelta(days=3)}
+    q = evaluate(flagged, episodes)
+    assert q.bucket_precision == pytest.approx(2 / 3)
+    assert q.bucket_recall == pytest.approx(2 / 6)
+    assert q.episode_recall == 0.5 and q.recall_by_kind == {"drop": 1.0, "spike": 0.0}
+
+
+def test_seasonal_baseline_flags_a_count_far_from_its_slot_history():
+    history = pd.DataFrame({"bucket_start": pd.date_range("2024-01-01", periods=48 * 28, freq="30min")})
+    history["trips"] = 100 + (np.arange(len(history)) % 5)
+    current = pd.DataFrame({"bucket_start": pd.date_range("2024-01-29", periods=48, freq="30min")})
+    current["trips"] = 102
+    current.loc[20, "trips"] = 10
+    flagged = seasonal_zscore_baseline(history, current)
+    assert flagged == {current.loc[20, "bucket_start"].to_pydatetime()}
