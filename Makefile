@@ -4,7 +4,7 @@ PY_SYS ?= python3
 VENV_PY := .venv/bin/python
 PLATFORM := $(PY_SYS) -m local_platform
 
-.PHONY: help setup up down status logs test test-unit lint lock demo clean-state
+.PHONY: help setup up down status logs test test-unit lint lock demo clean-state mirror
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -37,6 +37,10 @@ test-unit: setup  ## only the tests that need no running service
 lock:  ## re-resolve requirements.lock files from requirements.txt files
 	uv pip compile requirements.txt --python 3.11 -o requirements.lock
 	uv pip compile include/superset/requirements.txt --python 3.11 -o include/superset/requirements.lock
+
+MIRROR_PORT ?= 8765
+mirror:  ## serve ../shared/data as the TLC CDN on 127.0.0.1:$(MIRROR_PORT) (fault injection under /_mirror/)
+	PYTHONPATH=plugins $(VENV_PY) -m taxi_anomaly.ingest.mirror --port $(MIRROR_PORT) --data-dir ../shared/data
 
 demo: up  ## start the platform and show where everything is
 	$(PLATFORM) status

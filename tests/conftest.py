@@ -17,16 +17,24 @@ from local_platform.spark import spark_env
 
 @pytest.fixture(scope="session")
 def platform() -> Iterator[LocalPlatform]:
-    """The local platform, healthy. Started (and at the end stopped, checked clean) only if it was not running."""
+    """The local platform, healthy. Services that were not running are started here and, at the end, exactly
+    those are stopped again (checked clean); services someone else started are left alone."""
     local = LocalPlatform(load_config())
-    already_up = all(row.healthy for row in local.status())
-    if not already_up:
-        local.up()
+    was_running = {s.name for s in local.services if s.is_running()}
+    local.up()
     yield local
-    if not already_up:
-        pids = [p.pid for s in local.services for p in s.processes]
-        local.down()
+    started_here = [s for s in local.services if s.name not in was_running]
+    if not started_here:
+        return
+    pids = [p.pid for s in started_here for p in s.processes]
+    for service in reversed(started_here):
+        service.stop()
+    if len(started_here) == len(local.services):
         _assert_stopped(local, [pid for pid in pids if pid])
+    else:
+        time.sleep(1)
+        alive = [pid for pid in pids if pid and os.path.exists(f"/proc/{pid}")]
+        assert not alive, f"after stopping {[s.name for s in started_here]}: processes {alive} still alive"
 
 
 def _assert_stopped(local: LocalPlatform, pids: list[int]) -> None:

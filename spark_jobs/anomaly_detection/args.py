@@ -25,7 +25,7 @@ class JobArgs:
     models_uri: str
     namespace: str
     model_version: str = "latest"
-    contamination: float = 0.005
+    contamination: float = 0.03
     n_estimators: int = 200
     run_id: str = ""
     input_layout: str = "partitioned"

@@ -74,4 +74,4 @@ def seasonal_zscore_baseline(
     cur = slot_keys(current).merge(stats, on=["weekday", "slot"], how="left")
     scale = np.maximum(cur["mad"] * 1.4826, 1e-9)
     z = (cur[column] - cur["median"]) / scale
-    return set(pd.to_datetime(cur.loc[z.abs() > threshold, "bucket_start"]).dt.to_pydatetime())
+    return set(pd.to_datetime(cur.loc[z.abs() > threshold, "bucket_start"]).astype(object))

@@ -45,8 +45,9 @@ TABLE_DDL = {
         rate_prev_day DOUBLE, rate_prev_week DOUBLE, rolling_rate_3h DOUBLE,
         d_prev_day DOUBLE, d_prev_week DOUBLE, d_rolling_3h DOUBLE,
         history_windows BIGINT COMMENT 'training windows behind the seasonal profile of this slot',
-        z_log_rate DOUBLE, z_fare_mean DOUBLE, z_distance_mean DOUBLE, z_duration_mean DOUBLE,
-        z_driver_pay_mean DOUBLE, z_airport_share DOUBLE, z_max_abs DOUBLE,
+        z_log_rate DOUBLE COMMENT 'robust z of log trip rate vs the same weekday and slot',
+        z_log_fare_per_mile DOUBLE, z_log_distance DOUBLE, z_log_speed DOUBLE, z_pay_share DOUBLE,
+        z_airport_share DOUBLE, z_max_abs DOUBLE COMMENT 'largest |z| of the model signals',
         run_id STRING, computed_at TIMESTAMP
     """,
     SCORES_TABLE: """

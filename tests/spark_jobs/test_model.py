@@ -55,14 +55,14 @@ def test_an_obvious_outlier_is_flagged_and_explained_by_the_right_feature():
 def test_score_windows_runs_vectorised_on_spark_and_keeps_every_row(spark):
     model = train(normal_windows(2000), contamination=0.01, n_estimators=50)
     frame = normal_windows(500, seed=3)
-    frame.loc[7, "z_fare_mean"] = 15.0
+    frame.loc[7, "z_log_fare_per_mile"] = 15.0
     frame = with_max_abs(frame)
     frame.insert(0, "key", [f"k{i}" for i in range(len(frame))])
     scored = score_windows(spark.createDataFrame(frame), model).toPandas().set_index("key")
     assert len(scored) == 500
     assert bool(scored.loc["k7", "is_anomaly"]) is True
-    assert list(scored.loc["k7", "top_features"])[0] == "z_fare_mean"
-    assert "mean fare above usual" in scored.loc["k7", "explanation"]
+    assert list(scored.loc["k7", "top_features"])[0] == "z_log_fare_per_mile"
+    assert "fare per mile above usual" in scored.loc["k7", "explanation"]
     assert scored.loc[~scored["is_anomaly"], "explanation"].isna().all()
     # Same numbers as scoring on the driver: the UDF path changes nothing.
     expected = model.anomaly_scores(frame.set_index("key").loc[scored.index])

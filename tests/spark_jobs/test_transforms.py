@@ -205,4 +205,40 @@ def test_seasonal_z_scores_judge_a_slot_against_its_own_history(spark):
     )
     row = build_features(today, profile).first()
     assert row.z_log_rate < -5
-    assert abs(row.z_fare_mean) < 1e-9 and abs(row.z_distance_mean) < 1e-9
+    assert abs(row.z_log_fare_per_mile) < 1e-9 and abs(row.z_log_distance) < 1e-9
+
+
+def test_a_fare_surge_moves_fare_per_mile_only_and_a_longer_trip_mix_moves_distance_only(spark):
+    """Signals are decorrelated: one cause shows in one feature, so noise does not pile up across features."""
+    schema = (
+        "granularity STRING, key STRING, bucket_start TIMESTAMP_NTZ, month STRING, exposure INT, trips LONG, "
+        "rate DOUBLE, fare_mean DOUBLE, distance_mean DOUBLE, duration_mean DOUBLE, driver_pay_mean DOUBLE, "
+        "airport_share DOUBLE"
+    )
+    history = [
+        (
+            "city",
+            "NYC",
+            ts(f"2024-02-{d:02d} 08:00:00"),
+            "2024-02",
+            1,
+            100,
+            100.0,
+            10.0 + j,
+            2.0 + j / 10,
+            600.0 + 30 * j,
+            7.0 + 0.7 * j,
+            0.1,
+        )
+        for j, d in enumerate((1, 8, 15, 22))
+    ]
+    profile = seasonal_profile(spark.createDataFrame(history, schema))
+    surge = ("city", "NYC", ts("2024-02-29 08:00:00"), "2024-02", 1, 100, 100.0, 22.0, 2.1, 630.0, 15.4, 0.1)
+    longer = ("city", "NYC", ts("2024-03-07 08:00:00"), "2024-03", 1, 100, 100.0, 21.0, 4.2, 1260.0, 14.7, 0.1)
+    rows = {
+        r.bucket_start: r for r in build_features(spark.createDataFrame([surge, longer], schema), profile).collect()
+    }
+    fare_surge, distance_shift = rows[ts("2024-02-29 08:00:00")], rows[ts("2024-03-07 08:00:00")]
+    assert fare_surge.z_log_fare_per_mile > 5 and abs(fare_surge.z_log_distance) < 2
+    assert distance_shift.z_log_distance > 5 and abs(distance_shift.z_log_fare_per_mile) < 2
+    assert abs(distance_shift.z_log_speed) < 2 and abs(fare_surge.z_pay_share) < 2

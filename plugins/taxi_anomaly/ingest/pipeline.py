@@ -1,0 +1,393 @@
+"""Ingest one TLC month into the raw zone: download, check, validate, then land or quarantine. Airflow calls this.
+
+Order of one run (nothing is written under the final key before every check has passed):
+1. skip if the month has landed before (manifest + object agree) and a HEAD of the source shows the same size
+   and ETag, unless forced;
+2. stream the file to a local temp file (sha256 as it goes; retries on transient errors; 404/403 = not published);
+3. integrity: Content-Length, parquet magic at both ends, readable footer, official size and rows when known;
+4. Great Expectations suite of the trip type, chunk by chunk;
+5. land: reports, then the data file, then the manifest (the manifest marks completion), or quarantine.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from taxi_anomaly.ingest.download import Downloaded, DownloadError, NotPublished, Progress, download, probe
+from taxi_anomaly.ingest.integrity import IntegrityError, check_official, check_parquet, check_zone_lookup
+from taxi_anomaly.ingest.layout import FileKeys, month_keys, zone_lookup_keys
+from taxi_anomaly.ingest.manifest import Manifest
+from taxi_anomaly.ingest.metadata import OfficialFile, OfficialMetadata
+from taxi_anomaly.ingest.quarantine import SCHEMA_MISMATCH, VALIDATION_FAILED, quarantine
+from taxi_anomaly.ingest.schema import NormalisationError
+from taxi_anomaly.ingest.settings import IngestSettings
+from taxi_anomaly.ingest.storage import ObjectStore
+from taxi_anomaly.ingest.validation import ValidationReport, validate_file
+from taxi_anomaly.tlc import TRIP_TYPES, YearMonth, check_trip_type, file_name, month_range, source_url, zone_lookup_url
+
+log = logging.getLogger(__name__)
+
+
+class Status(StrEnum):
+    LANDED = "landed"
+    SKIPPED_UNCHANGED = "skipped_unchanged"
+    NOT_PUBLISHED = "not_published"
+    QUARANTINED = "quarantined"
+
+
+class IngestFailed(Exception):
+    """Raised by `IngestOutcome.raise_if_failed` for a quarantined file (fails the Airflow task)."""
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    """What happened to one source file.
+
+    :param status: landed / skipped_unchanged / not_published / quarantined.
+    :param key: the object's key (final key if landed or skipped, quarantine key if quarantined).
+    :param reason: quarantine reason code (integrity codes, `schema_mismatch`, `validation_failed`).
+    :param message: one sentence naming the file and what happened.
+    :param warnings: soft expectation failures and schema surprises (new columns or spellings) of a landed file.
+    :param manifest: the manifest of a landed or skipped file.
+    :param report: the quarantine report of a quarantined file.
+    """
+
+    status: Status
+    file_name: str
+    url: str
+    message: str
+    bucket: str | None = None
+    key: str | None = None
+    reason: str | None = None
+    warnings: tuple[str, ...] = ()
+    manifest: dict[str, Any] | None = field(default=None, repr=False)
+    report: dict[str, Any] | None = field(default=None, repr=False)
+
+    def raise_if_failed(self) -> None:
+        if self.status is Status.QUARANTINED:
+            raise IngestFailed(self.message)
+
+
+def ingest_month(
+    trip_type: str,
+    month: str | YearMonth,
+    settings: IngestSettings,
+    force: bool = False,
+    *,
+    store: ObjectStore | None = None,
+    progress: Progress | None = None,
+) -> IngestOutcome:
+    """Bring one month of one trip type into the raw zone (see the module docstring for the steps).
+
+    Raises DownloadError when the source stays unreachable after every retry (nothing is written then).
+    """
+    trip_type = check_trip_type(trip_type)
+    month = month if isinstance(month, YearMonth) else YearMonth.parse(month)
+    store = store or ObjectStore(settings.s3)
+    keys = month_keys(trip_type, month, settings.key_prefix)
+    run = _Run(store, settings, keys, source_url(settings.base_url, trip_type, month), force)
+    if not force and (skipped := run.skip_if_unchanged()):
+        return skipped
+    official = _official(settings, trip_type, month)
+    with _staging(settings) as staging:
+        local = staging / file_name(trip_type, month)
+        fetched = run.fetch(local, progress)
+        if isinstance(fetched, IngestOutcome):
+            return fetched
+        try:
+            facts = check_parquet(local, run.name)
+            check_official(run.name, fetched.bytes, facts.rows, official)
+        except IntegrityError as err:
+            return run.quarantine(local, fetched, err.reason, str(err), err.details)
+        trailing = _trailing_rows(run, trip_type, month)
+        try:
+            report = validate_file(
+                local, trip_type, month, settings, official.rows if official else None, trailing, run.name
+            )
+        except NormalisationError as err:
+            return run.quarantine(local, fetched, SCHEMA_MISMATCH, f"{run.name}: {err}", {})
+        if not report.passed:
+            message = (
+                f"{run.name} failed {len(report.hard_failures)} hard expectation(s) of suite {report.suite}: "
+                f"{report.describe_failures()}"
+            )
+            return run.quarantine(local, fetched, VALIDATION_FAILED, message, {}, report)
+        manifest = Manifest(
+            file_name=run.name,
+            source_url=run.url,
+            bucket=settings.raw_bucket,
+            key=run.keys.data,
+            bytes=fetched.bytes,
+            sha256=fetched.sha256,
+            rows=facts.rows,
+            schema_fingerprint=facts.schema_fingerprint,
+            content_length=fetched.content_length,
+            etag=fetched.etag,
+            last_modified=fetched.last_modified,
+            trip_type=trip_type,
+            month=str(month),
+            row_groups=facts.row_groups,
+            created_by=facts.created_by,
+            columns=[list(c) for c in facts.columns],
+            normalisation=report.normalisation,
+            official=_official_summary(official),
+            validation=_validation_summary(report, run.keys),
+            download_seconds=round(fetched.seconds, 3),
+            attempts=fetched.attempts,
+        )
+        return run.land(local, manifest, report)
+
+
+def ingest_months(
+    trip_types: list[str] | tuple[str, ...],
+    first: str | YearMonth,
+    last: str | YearMonth,
+    settings: IngestSettings,
+    force: bool = False,
+) -> list[IngestOutcome]:
+    """`ingest_month` over every trip type and month of a range (one object store client for all)."""
+    store = ObjectStore(settings.s3)
+    return [
+        ingest_month(trip_type, month, settings, force, store=store)
+        for trip_type in trip_types or TRIP_TYPES
+        for month in month_range(first, last)
+    ]
+
+
+def ingest_zone_lookup(
+    settings: IngestSettings, force: bool = False, *, store: ObjectStore | None = None
+) -> IngestOutcome:
+    """Bring the taxi zone lookup (/misc/taxi_zone_lookup.csv) into the raw zone, with a manifest."""
+    store = store or ObjectStore(settings.s3)
+    run = _Run(store, settings, zone_lookup_keys(settings.key_prefix), zone_lookup_url(settings.base_url), force)
+    if not force and (skipped := run.skip_if_unchanged()):
+        return skipped
+    with _staging(settings) as staging:
+        local = staging / run.name
+        fetched = run.fetch(local, None)
+        if isinstance(fetched, IngestOutcome):
+            return fetched
+        try:
+            zones = check_zone_lookup(local, run.name)
+        except IntegrityError as err:
+            return run.quarantine(local, fetched, err.reason, str(err), err.details)
+        manifest = Manifest(
+            file_name=run.name,
+            source_url=run.url,
+            bucket=settings.raw_bucket,
+            key=run.keys.data,
+            bytes=fetched.bytes,
+            sha256=fetched.sha256,
+            rows=zones,
+            schema_fingerprint=None,
+            content_length=fetched.content_length,
+            etag=fetched.etag,
+            last_modified=fetched.last_modified,
+            download_seconds=round(fetched.seconds, 3),
+            attempts=fetched.attempts,
+        )
+        return run.land(local, manifest, None, content_type="text/csv")
+
+
+@dataclass
+class _Run:
+    """One source file's trip through the steps; holds what every step needs."""
+
+    store: ObjectStore
+    settings: IngestSettings
+    keys: FileKeys
+    url: str
+    force: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.keys.data.rsplit("/", 1)[-1]
+
+    @property
+    def bucket(self) -> str:
+        return self.settings.raw_bucket
+
+    def landed_manifest(self) -> Manifest | None:
+        """The manifest of a complete earlier landing (manifest present and agreeing with the object), or None."""
+        info = self.store.stat(self.bucket, self.keys.data)
+        if info is None or not self.store.exists(self.bucket, self.keys.manifest):
+            return None
+        manifest = Manifest.from_dict(self.store.get_json(self.bucket, self.keys.manifest))
+        if info.size != manifest.bytes or info.metadata.get("sha256", manifest.sha256) != manifest.sha256:
+            log.warning("%s: object and manifest disagree; ingesting again", self.keys.data)
+            return None
+        return manifest
+
+    def skip_if_unchanged(self) -> IngestOutcome | None:
+        previous = self.landed_manifest()
+        if previous is None:
+            return None
+        try:
+            remote = probe(self.url, self.settings)
+        except NotPublished as err:
+            return self._skipped(previous, f"the source now answers HTTP {err.status}; keeping the landed copy")
+        except DownloadError as err:
+            log.info("%s: HEAD failed (%s); downloading to compare checksums", self.name, err)
+            return None
+        same_size = remote.content_length == previous.bytes
+        same_etag = remote.etag is None or previous.etag is None or remote.etag == previous.etag
+        if same_size and same_etag:
+            return self._skipped(previous, "the source's size and ETag are unchanged")
+        return None
+
+    def _skipped(self, previous: Manifest, why: str) -> IngestOutcome:
+        message = (
+            f"{self.name} already landed at s3://{self.bucket}/{self.keys.data} "
+            f"({previous.bytes} bytes, sha256 {previous.sha256[:12]}...): {why}; skipped (force to ingest again)"
+        )
+        log.info(message)
+        return IngestOutcome(
+            Status.SKIPPED_UNCHANGED,
+            self.name,
+            self.url,
+            message,
+            self.bucket,
+            self.keys.data,
+            manifest=asdict(previous),
+        )
+
+    def fetch(self, local: Path, progress: Progress | None) -> Downloaded | IngestOutcome:
+        try:
+            fetched = download(self.url, local, self.settings, progress)
+        except NotPublished as err:
+            message = f"{self.name} is not published yet or does not exist: {err}"
+            log.info(message)
+            return IngestOutcome(Status.NOT_PUBLISHED, self.name, self.url, message)
+        previous = None if self.force else self.landed_manifest()
+        if previous is not None and previous.sha256 == fetched.sha256:
+            return self._skipped(previous, "the downloaded file has the same sha256")
+        return fetched
+
+    def quarantine(
+        self,
+        local: Path,
+        fetched: Downloaded,
+        reason: str,
+        message: str,
+        details: dict[str, Any],
+        validation: ValidationReport | None = None,
+    ) -> IngestOutcome:
+        source = {"source_url": self.url, "bytes": fetched.bytes, "sha256": fetched.sha256}
+        report = quarantine(
+            self.store, self.bucket, self.keys, local, reason, message, source, details=details, validation=validation
+        )
+        where = f"s3://{self.bucket}/{self.keys.quarantine}"
+        text = f"{message} -> quarantined at {where} (report {self.keys.quarantine_report})"
+        log.error(text)
+        return IngestOutcome(
+            Status.QUARANTINED, self.name, self.url, text, self.bucket, self.keys.quarantine, reason, report=report
+        )
+
+    def land(
+        self,
+        local: Path,
+        manifest: Manifest,
+        report: ValidationReport | None,
+        content_type: str = "application/octet-stream",
+    ) -> IngestOutcome:
+        if report is not None:
+            self.store.put_json(self.bucket, self.keys.validation_json, report.result)
+            self.store.put_bytes(self.bucket, self.keys.validation_html, report.html.encode(), "text/html")
+        self.store.put_file(self.bucket, self.keys.data, local, content_type, metadata={"sha256": manifest.sha256})
+        self.store.put_json(self.bucket, self.keys.manifest, manifest.to_dict())
+        self.store.delete(self.bucket, *self.keys.quarantined)
+        soft = tuple(f.summary for f in report.soft_failures) if report else ()
+        warnings = _schema_warnings(manifest.normalisation) + soft
+        for warning in warnings:
+            log.warning("%s: %s", self.name, warning)
+        message = (
+            f"{self.name} landed at s3://{self.bucket}/{self.keys.data} ({manifest.rows} rows, {manifest.bytes} bytes"
+            f", {len(warnings)} warning(s))"
+        )
+        log.info(message)
+        return IngestOutcome(
+            Status.LANDED,
+            self.name,
+            self.url,
+            message,
+            self.bucket,
+            self.keys.data,
+            warnings=warnings,
+            manifest=manifest.to_dict(),
+        )
+
+
+def _official(settings: IngestSettings, trip_type: str, month: YearMonth) -> OfficialFile | None:
+    if settings.metadata_dir is None:
+        return None
+    return OfficialMetadata(settings.metadata_dir).lookup(trip_type, month)
+
+
+def _trailing_rows(run: _Run, trip_type: str, month: YearMonth) -> list[int]:
+    """Row counts of the trailing months: from the official listing, else from manifests of landed months."""
+    counts = []
+    current = month
+    for _ in range(run.settings.trailing_months):
+        current = current.previous()
+        official = _official(run.settings, trip_type, current)
+        if official is not None:
+            counts.append(official.rows)
+            continue
+        keys = month_keys(trip_type, current, run.settings.key_prefix)
+        if run.store.exists(run.bucket, keys.manifest):
+            rows = run.store.get_json(run.bucket, keys.manifest).get("rows")
+            if rows is not None:
+                counts.append(int(rows))
+    return counts
+
+
+def _schema_warnings(normalisation: dict[str, Any] | None) -> tuple[str, ...]:
+    """Surprises worth a look: columns outside the canonical schema, spellings found only case-insensitively."""
+    if not normalisation:
+        return ()
+    warnings = list(normalisation.get("notes", []))
+    if normalisation.get("extra"):
+        warnings.append(f"columns outside the canonical schema (kept as they are): {', '.join(normalisation['extra'])}")
+    if normalisation.get("case_matched"):
+        names = ", ".join(normalisation["case_matched"])
+        warnings.append(f"columns matched only case-insensitively (add them to schema.RENAMES): {names}")
+    return tuple(warnings)
+
+
+def _official_summary(official: OfficialFile | None) -> dict[str, Any] | None:
+    if official is None:
+        return None
+    return {
+        "rows": official.rows,
+        "bytes": official.size_bytes,
+        "modified": official.modified,
+        "listing": official.listing.name,
+    }
+
+
+def _validation_summary(report: ValidationReport, keys: FileKeys) -> dict[str, Any]:
+    return {
+        "suite": report.suite,
+        "passed": report.passed,
+        "chunks": report.chunks,
+        "warnings": [f.summary for f in report.soft_failures],
+        "parameters": {k: str(v) for k, v in report.parameters.items()},
+        "report_json": keys.validation_json,
+        "report_html": keys.validation_html,
+    }
+
+
+@contextmanager
+def _staging(settings: IngestSettings) -> Iterator[Path]:
+    """A private temp folder for the download, removed afterwards whatever happens."""
+    if settings.work_dir is not None:
+        Path(settings.work_dir).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="tap-ingest-", dir=settings.work_dir) as folder:
+        yield Path(folder)

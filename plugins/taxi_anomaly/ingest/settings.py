@@ -1,0 +1,149 @@
+"""Typed settings of the ingestion: where files come from, where they go, how hard to retry, what to enforce."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from taxi_anomaly.tlc import DEFAULT_BASE_URL
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+SHARED_DATA_ENV = "TAP_SHARED_DATA_DIR"
+S3_CONN_ENV = "AIRFLOW_CONN_TAP_S3"
+
+
+def shared_data_dir() -> Path:
+    """The reference data folder: $TAP_SHARED_DATA_DIR, else ../shared/data beside the repository."""
+    return Path(os.environ.get(SHARED_DATA_ENV) or REPO_ROOT.parent / "shared" / "data")
+
+
+def default_metadata_dir() -> Path | None:
+    """The TLC's official per-file listing, if this machine has it (None turns the official checks off)."""
+    path = shared_data_dir() / "tlc" / "metadata"
+    return path if path.is_dir() else None
+
+
+def default_suites_dir() -> Path:
+    return REPO_ROOT / "include" / "great_expectations" / "expectations"
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    """How to reach the S3-compatible object store (the parts of the Airflow connection `tap_s3` used here).
+
+    :param endpoint_url: e.g. ``http://127.0.0.1:9000``; the scheme decides TLS.
+    :param access_key: S3 access key (the connection's login).
+    :param secret_key: S3 secret key (the connection's password); never shown in repr.
+    :param region: S3 region name; MinIO accepts any.
+    """
+
+    endpoint_url: str
+    access_key: str | None = None
+    secret_key: str | None = field(default=None, repr=False)
+    region: str = "us-east-1"
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.endpoint_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"S3 endpoint_url must look like http(s)://host:port, got {self.endpoint_url!r}")
+
+    @property
+    def secure(self) -> bool:
+        return urlsplit(self.endpoint_url).scheme == "https"
+
+    @property
+    def netloc(self) -> str:
+        return urlsplit(self.endpoint_url).netloc
+
+    @classmethod
+    def from_connection(cls, conn: Any) -> S3Settings:
+        """From an Airflow Connection (or anything with host, port, schema, login, password, extra_dejson)."""
+        extra = getattr(conn, "extra_dejson", None) or {}
+        endpoint = extra.get("endpoint_url") or f"{conn.schema or 'http'}://{conn.host}:{conn.port}"
+        return cls(endpoint, conn.login, conn.password, extra.get("region_name", "us-east-1"))
+
+    @classmethod
+    def from_env(cls, variable: str = S3_CONN_ENV) -> S3Settings:
+        """From the JSON form of the connection in an environment variable (as `local_platform env airflow` sets)."""
+        raw = os.environ.get(variable)
+        if not raw:
+            raise RuntimeError(f"environment variable {variable} is not set; it must hold the tap_s3 connection JSON")
+        conn = json.loads(raw)
+        extra = conn.get("extra") or {}
+        endpoint = extra.get("endpoint_url") or f"{conn.get('schema') or 'http'}://{conn['host']}:{conn['port']}"
+        return cls(endpoint, conn.get("login"), conn.get("password"), extra.get("region_name", "us-east-1"))
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    """Everything `ingest_month` needs, with defaults for the TLC CDN and the local platform.
+
+    :param s3: the object store.
+    :param base_url: the trip-data CDN (the TLC's by default; the local mirror in tests and the demo).
+    :param raw_bucket: bucket of the raw zone; data files, manifests, reports and quarantine all live there.
+    :param key_prefix: prepended to every key (empty in production; a unique prefix per test run).
+    :param metadata_dir: folder of the TLC's ``*_tripmetadata_YYYY.csv`` listings; None skips the official checks.
+    :param suites_dir: folder of the Great Expectations suites, one ``{trip_type}.json`` per trip type.
+    :param work_dir: where downloads are staged before upload (system temp dir if None).
+    :param max_attempts: downloads tried at most this many times on transient errors (reset, timeout, 5xx, 429).
+    :param backoff_initial_s: wait before the 2nd attempt; doubles each time, up to backoff_max_s.
+    :param backoff_max_s: cap of one wait (also of a server's Retry-After).
+    :param connect_timeout_s: TCP connect timeout of one request.
+    :param read_timeout_s: longest silence allowed between two reads of one response.
+    :param chunk_bytes: read/hash/write unit of a download.
+    :param progress_min_bytes: files at least this large log their download progress.
+    :param progress_interval_s: at most one progress line per this many seconds.
+    :param month_tolerance_hours: pickups this far outside the file's month still count as "inside" for the hard
+        month check (late-night trips that straddle midnight of the month's first or last day).
+    :param trailing_months: months before this one whose row counts bound the soft row-count check.
+    :param trailing_row_ratio: allowed (low, high) ratio of this month's rows to the trailing months' mean.
+    :param validation_batch_rows: rows per validated chunk; bounds memory on 20 M-row fhvhv months.
+    """
+
+    s3: S3Settings
+    base_url: str = DEFAULT_BASE_URL
+    raw_bucket: str = "tap-raw"
+    key_prefix: str = ""
+    metadata_dir: Path | None = field(default_factory=default_metadata_dir)
+    suites_dir: Path = field(default_factory=default_suites_dir)
+    work_dir: Path | None = None
+    max_attempts: int = 5
+    backoff_initial_s: float = 1.0
+    backoff_max_s: float = 30.0
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 60.0
+    chunk_bytes: int = 1 << 20
+    progress_min_bytes: int = 32 << 20
+    progress_interval_s: float = 5.0
+    month_tolerance_hours: float = 24.0
+    trailing_months: int = 3
+    trailing_row_ratio: tuple[float, float] = (0.5, 1.5)
+    validation_batch_rows: int = 1_000_000
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
+        if self.key_prefix and not self.key_prefix.endswith("/"):
+            raise ValueError(f"key_prefix must end with '/', got {self.key_prefix!r}")
+        low, high = self.trailing_row_ratio
+        if not 0 <= low <= 1 <= high:
+            raise ValueError(f"trailing_row_ratio must be (low <= 1 <= high), got {self.trailing_row_ratio}")
+        if self.validation_batch_rows < 1:
+            raise ValueError(f"validation_batch_rows must be >= 1, got {self.validation_batch_rows}")
+        if self.metadata_dir is not None and not Path(self.metadata_dir).is_dir():
+            raise ValueError(f"metadata_dir {self.metadata_dir} is not a directory (use None to skip those checks)")
+
+    @classmethod
+    def from_connection(cls, conn: Any, **overrides: Any) -> IngestSettings:
+        """From the Airflow connection `tap_s3` (its extra names the raw bucket), plus any field overrides."""
+        extra = getattr(conn, "extra_dejson", None) or {}
+        if "raw_bucket" in extra:
+            overrides.setdefault("raw_bucket", extra["raw_bucket"])
+        return cls(s3=S3Settings.from_connection(conn), **overrides)
+
+    def with_(self, **changes: Any) -> IngestSettings:
+        return replace(self, **changes)

@@ -1,0 +1,407 @@
+"""Validate a month's file with its Great Expectations suite, chunk by chunk, into one GX result + Data Docs page.
+
+A suite per trip type lives in include/great_expectations/expectations/{trip_type}.json (severity `critical` =
+hard: the file is quarantined; `warning` = soft: reported, the file lands). The file is read in chunks of
+`validation_batch_rows` rows (only the columns the suite uses, normalised to the canonical schema), each chunk is
+validated by GX and the per-chunk counts are summed, so that a 20 M-row fhvhv month needs one chunk's memory.
+Month bounds and expected row counts are suite parameters.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from taxi_anomaly.ingest.schema import DROPOFF_COLUMN, PICKUP_COLUMN, Normaliser
+from taxi_anomaly.ingest.settings import IngestSettings
+from taxi_anomaly.tlc import YearMonth, check_trip_type
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+DURATION = "trip_duration_minutes"
+ROW_COUNT = ("expect_table_row_count_to_be_between",)
+PARTIAL_VALUES = 20
+NS_RANGE = (datetime(1678, 1, 1), datetime(2261, 12, 31))
+
+
+@dataclass(frozen=True)
+class FailedExpectation:
+    expectation: str
+    column: str | None
+    severity: str
+    summary: str
+
+
+@dataclass
+class ValidationReport:
+    """The outcome of validating one file. `result` is the GX validation result as JSON, `html` its Data Docs page."""
+
+    suite: str
+    file: str
+    rows: int
+    chunks: int
+    parameters: dict[str, Any]
+    normalisation: dict = field(default_factory=dict)
+    hard_failures: list[FailedExpectation] = field(default_factory=list)
+    soft_failures: list[FailedExpectation] = field(default_factory=list)
+    result: dict = field(default_factory=dict)
+    html: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return not self.hard_failures
+
+    def describe_failures(self, hard: bool = True) -> str:
+        failures = self.hard_failures if hard else self.soft_failures
+        return "; ".join(f.summary for f in failures)
+
+
+def load_suite_definition(suites_dir: Path, trip_type: str) -> dict:
+    path = Path(suites_dir) / f"{check_trip_type(trip_type)}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no expectation suite for {trip_type} at {path}")
+    return json.loads(path.read_text())
+
+
+def suite_parameters(
+    month: YearMonth, settings: IngestSettings, official_rows: int | None, trailing_rows: list[int]
+) -> dict[str, Any]:
+    """The run-time values of the suites' `$PARAMETER`s for one month (see docs/ingestion.md)."""
+    start = datetime(month.year, month.month, 1)
+    following = month.next()
+    end = datetime(following.year, following.month, 1)
+    tolerance = timedelta(hours=settings.month_tolerance_hours)
+    low, high = settings.trailing_row_ratio
+    mean = sum(trailing_rows) / len(trailing_rows) if trailing_rows else None
+    return {
+        "month_start": start,
+        "month_end": end,
+        "window_start": start - tolerance,
+        "window_end": end + tolerance,
+        "rows_min": official_rows if official_rows is not None else 1,
+        "rows_max": official_rows,
+        "trailing_rows_min": int(low * mean) if mean else 0,
+        "trailing_rows_max": int(high * mean) + 1 if mean else None,
+    }
+
+
+def validate_file(
+    path: Path,
+    trip_type: str,
+    month: YearMonth,
+    settings: IngestSettings,
+    official_rows: int | None = None,
+    trailing_rows: list[int] | None = None,
+    name: str | None = None,
+) -> ValidationReport:
+    """Run the trip type's suite over a local parquet file. Raises NormalisationError if columns cannot be mapped."""
+    import pyarrow.parquet as pq
+
+    definition = load_suite_definition(settings.suites_dir, trip_type)
+    parameters = suite_parameters(month, settings, official_rows, trailing_rows or [])
+    context = _context()
+    suite, order = _suite(context, definition)
+    parquet = pq.ParquetFile(path)
+    rows = parquet.metadata.num_rows
+    normaliser = Normaliser(parquet.schema_arrow, trip_type)
+
+    merged: dict[str, _Merged] = {}
+    chunks = 0
+    try:
+        for frame in _frames(parquet, normaliser, definition, settings.validation_batch_rows):
+            result = _validate_frame(context, suite, frame, parameters)
+            for item in result.results:
+                merged.setdefault(item.expectation_config.id, _Merged()).add(item)
+            chunks += 1
+    finally:
+        context.suites.delete(suite.name)
+
+    results = [merged[expectation_id].result() for expectation_id in order]
+    suite_result = _suite_result(definition["name"], results, parameters, name or path.name, rows, chunks)
+    report = ValidationReport(definition["name"], name or path.name, rows, chunks, parameters)
+    report.normalisation = normaliser.report.to_dict()
+    for item in results:
+        if not item.success:
+            failure = _describe(item)
+            (report.hard_failures if failure.severity == "critical" else report.soft_failures).append(failure)
+    report.result = suite_result.to_json_dict()
+    report.html = _render_html(suite_result)
+    return report
+
+
+@cache
+def _context():  # noqa: ANN202 - a GX EphemeralDataContext; typed lazily to keep GX out of module import
+    gx_logger = logging.getLogger("great_expectations")
+    if gx_logger.level == logging.NOTSET:  # GX logs hundreds of INFO lines on import; keep task logs readable
+        gx_logger.setLevel(logging.WARNING)
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
+    config = DataContextConfig(
+        analytics_enabled=False,
+        store_backend_defaults=InMemoryStoreBackendDefaults(),
+        progress_bars=ProgressBarsConfig(globally=False),
+    )
+    context = gx.get_context(mode="ephemeral", project_config=config)
+    context.data_sources.add_pandas("tlc").add_dataframe_asset("month").add_batch_definition_whole_dataframe("chunk")
+    return context
+
+
+def _suite(context: Any, definition: dict) -> tuple[Any, list[str]]:
+    """The GX suite (registered under a name unique to this run) and its expectation ids in order."""
+    from great_expectations.core.expectation_suite import ExpectationSuite
+
+    name = f"{definition['name']}-{uuid.uuid4().hex[:8]}"
+    suite = context.suites.add(ExpectationSuite(name=name, expectations=definition["expectations"]))
+    return suite, [e.id for e in suite.expectations]
+
+
+def _validate_frame(context: Any, suite: Any, frame: pd.DataFrame, parameters: dict[str, Any]) -> Any:
+    batch_definition = context.data_sources.get("tlc").get_asset("month").get_batch_definition("chunk")
+    batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
+    return batch.validate(suite, expectation_parameters=parameters, result_format="SUMMARY")
+
+
+def _frames(
+    parquet: pq.ParquetFile, normaliser: Normaliser, definition: dict, batch_rows: int
+) -> Iterator[pd.DataFrame]:
+    """pandas chunks of the canonical columns the suite uses, plus the derived trip duration."""
+    import pandas as pd
+    import pyarrow as pa
+
+    referenced = {e["kwargs"]["column"] for e in definition["expectations"] if "column" in e["kwargs"]}
+    required = {e["kwargs"]["column"] for e in definition["expectations"] if e["type"] == "expect_column_to_exist"}
+    pickup, dropoff = PICKUP_COLUMN[normaliser.trip_type], DROPOFF_COLUMN[normaliser.trip_type]
+    canonical = [f.name for f in normaliser.target if f.name in referenced | {pickup, dropoff}]
+    offset = 0
+    batches = parquet.iter_batches(batch_size=batch_rows, columns=normaliser.source_columns(canonical))
+    for batch in _at_least_one(batches, parquet.schema_arrow):
+        table = normaliser.apply(batch, canonical, fill_missing=False)
+        for name in canonical:
+            if name not in table.column_names and name not in required:
+                table = table.append_column(name, pa.nulls(table.num_rows, normaliser.target.field(name).type))
+        if DURATION in referenced:
+            table = table.append_column(DURATION, _duration_minutes(table, pickup, dropoff))
+        frame = _for_pandas(table).to_pandas()
+        frame.index = pd.RangeIndex(offset, offset + len(frame))
+        offset += len(frame)
+        yield frame
+
+
+def _at_least_one(batches: Iterator[pa.RecordBatch], schema: pa.Schema) -> Iterator[Any]:
+    """The batches, or one empty table for a file without rows (so column checks still run)."""
+    empty = True
+    for batch in batches:
+        empty = False
+        yield batch
+    if empty:
+        yield schema.empty_table()
+
+
+def _for_pandas(table: pa.Table) -> pa.Table:
+    """Types GX checks with vectorised pandas code: float64 for numbers (NaN = null), datetime64[ns] for times.
+
+    GX 1.x falls back to a Python call per value for nullable integers and non-ns datetimes (minutes per
+    million rows). Times beyond the datetime64[ns] range (years 1678-2261) are clamped to its ends, which
+    keeps them outside any month window.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    columns = []
+    for column in table.columns:
+        if pa.types.is_integer(column.type):
+            column = column.cast(pa.float64())
+        elif pa.types.is_timestamp(column.type) and column.type.unit != "ns":
+            low = pa.scalar(NS_RANGE[0], column.type)
+            high = pa.scalar(NS_RANGE[1], column.type)
+            column = pc.max_element_wise(pc.min_element_wise(column, high), low).cast(pa.timestamp("ns"))
+        columns.append(column)
+    return pa.Table.from_arrays(columns, names=table.column_names)
+
+
+def _duration_minutes(table: pa.Table, pickup: str, dropoff: str) -> pa.ChunkedArray:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pickup not in table.column_names or dropoff not in table.column_names:
+        return pa.chunked_array([pa.nulls(table.num_rows, pa.float64())])
+    micros = pc.subtract(table[dropoff], table[pickup]).cast(pa.int64())
+    return pc.divide(micros.cast(pa.float64()), 60_000_000.0)
+
+
+class _Merged:
+    """Sums one expectation's per-chunk GX results into one (exact for counts; partial lists are samples).
+
+    Per-value expectations: counts are summed and `mostly` is applied to the sums, as GX does on one frame.
+    Row counts: the chunks' rows are summed and compared with the bounds. Others (existence, types): all chunks
+    must pass.
+    """
+
+    def __init__(self) -> None:
+        self.parts: list[Any] = []
+
+    def add(self, item: Any) -> None:
+        self.parts.append(item)
+
+    def result(self) -> Any:
+        from great_expectations.core import ExpectationValidationResult
+
+        first = self.parts[0]
+        failed = next((p for p in self.parts if p.exception_info.get("raised_exception")), None)
+        if failed is not None:
+            return failed
+        if first.expectation_config.type in ROW_COUNT:
+            return self._row_count()
+        if len(self.parts) == 1 or "unexpected_count" not in first.result:
+            return ExpectationValidationResult(
+                success=all(p.success for p in self.parts),
+                expectation_config=first.expectation_config,
+                result=first.result,
+                exception_info=first.exception_info,
+            )
+        return ExpectationValidationResult(
+            success=self._mostly_success(),
+            expectation_config=first.expectation_config,
+            result=self._summed(),
+            exception_info=first.exception_info,
+        )
+
+    def _row_count(self) -> Any:
+        from great_expectations.core import ExpectationValidationResult
+
+        first = self.parts[0]
+        rows = sum(p.result["observed_value"] for p in self.parts)
+        low, high = first.expectation_config.kwargs.get("min_value"), first.expectation_config.kwargs.get("max_value")
+        inside = (low is None or rows >= low) and (high is None or rows <= high)
+        return ExpectationValidationResult(
+            success=inside,
+            expectation_config=first.expectation_config,
+            result={"observed_value": rows},
+            exception_info=first.exception_info,
+        )
+
+    def _counts(self) -> tuple[int, int, int]:
+        elements = sum(p.result.get("element_count", 0) for p in self.parts)
+        missing = sum(p.result.get("missing_count", 0) for p in self.parts)
+        unexpected = sum(p.result.get("unexpected_count", 0) for p in self.parts)
+        return elements, missing, unexpected
+
+    def _mostly_success(self) -> bool:
+        elements, missing, unexpected = self._counts()
+        considered = elements - missing
+        if considered == 0 or unexpected == 0:
+            return True
+        mostly = self.parts[0].expectation_config.kwargs.get("mostly", 1.0)
+        return (considered - unexpected) / considered >= mostly
+
+    def _summed(self) -> dict:
+        elements, missing, unexpected = self._counts()
+        considered = elements - missing
+        counts: Counter = Counter()
+        for part in self.parts:
+            for entry in part.result.get("partial_unexpected_counts", []):
+                counts[entry["value"]] += entry["count"]
+        result = {
+            "element_count": elements,
+            "unexpected_count": unexpected,
+            "unexpected_percent": 100 * unexpected / considered if considered else 0.0,
+            "partial_unexpected_list": [v for p in self.parts for v in p.result.get("partial_unexpected_list", [])][
+                :PARTIAL_VALUES
+            ],
+            "partial_unexpected_index_list": [
+                i for p in self.parts for i in p.result.get("partial_unexpected_index_list", [])
+            ][:PARTIAL_VALUES],
+            "partial_unexpected_counts": [
+                {"value": value, "count": count} for value, count in counts.most_common(PARTIAL_VALUES)
+            ],
+        }
+        if "missing_count" in self.parts[0].result:
+            result |= {
+                "missing_count": missing,
+                "missing_percent": 100 * missing / elements if elements else 0.0,
+                "unexpected_percent_total": 100 * unexpected / elements if elements else 0.0,
+                "unexpected_percent_nonmissing": result["unexpected_percent"],
+            }
+        return result
+
+
+def _suite_result(suite: str, results: list[Any], parameters: dict, file: str, rows: int, chunks: int) -> Any:
+    from great_expectations.core import ExpectationSuiteValidationResult
+
+    passed = sum(1 for r in results if r.success)
+    statistics = {
+        "evaluated_expectations": len(results),
+        "successful_expectations": passed,
+        "unsuccessful_expectations": len(results) - passed,
+        "success_percent": 100 * passed / len(results) if results else 100.0,
+    }
+    meta = {
+        "file": file,
+        "rows": rows,
+        "chunks": chunks,
+        "validation_time": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "run_id": {"run_name": file, "run_time": datetime.now().astimezone().isoformat()},
+    }
+    return ExpectationSuiteValidationResult(
+        success=passed == len(results),
+        results=results,
+        suite_name=suite,
+        suite_parameters={k: str(v) for k, v in parameters.items()},
+        statistics=statistics,
+        meta=meta,
+    )
+
+
+def _render_html(suite_result: Any) -> str:
+    from great_expectations.render.renderer import ValidationResultsPageRenderer
+    from great_expectations.render.view import DefaultJinjaPageView
+
+    return DefaultJinjaPageView().render(ValidationResultsPageRenderer().render(suite_result))
+
+
+def _describe(item: Any) -> FailedExpectation:
+    config = item.expectation_config
+    kwargs = config.kwargs
+    column = kwargs.get("column")
+    severity = str(getattr(config.severity, "value", config.severity) or "critical")
+    name = f"{config.type}({column})" if column else config.type
+    result = item.result or {}
+    if item.exception_info.get("raised_exception"):
+        text = f"{name} could not run: {item.exception_info.get('exception_message')}"
+    elif config.type == "expect_column_to_exist":
+        text = f"required column {column!r} is missing"
+    elif "unexpected_count" in result:
+        allowed = 100 * (1 - kwargs.get("mostly", 1.0))
+        bounds = _bounds(kwargs)
+        examples = ", ".join(f"{e['value']} x{e['count']}" for e in result.get("partial_unexpected_counts", [])[:3])
+        text = (
+            f"{name}{bounds}: {result['unexpected_count']} of {result.get('element_count')} values "
+            f"({result.get('unexpected_percent', 0):.3f}%) unexpected, at most {allowed:.2f}% allowed"
+            + (f" (e.g. {examples})" if examples else "")
+        )
+    else:
+        text = f"{name}{_bounds(kwargs)}: observed {result.get('observed_value')!r}"
+    return FailedExpectation(config.type, column, severity, text)
+
+
+def _bounds(kwargs: dict) -> str:
+    parts = [f"{k}={kwargs[k]}" for k in ("min_value", "max_value", "type_") if kwargs.get(k) is not None]
+    if "value_set" in kwargs:
+        parts.append(f"value_set={kwargs['value_set']}")
+    return f" [{', '.join(parts)}]" if parts else ""

@@ -1,0 +1,132 @@
+"""Great Expectations validation on real months and samples, and on real data made wrong in one known way."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+
+from taxi_anomaly.ingest.schema import CANONICAL_COLUMNS
+from taxi_anomaly.ingest.settings import IngestSettings, S3Settings, default_suites_dir
+from taxi_anomaly.ingest.validation import DURATION, load_suite_definition, validate_file
+from taxi_anomaly.tlc import TRIP_TYPES, YearMonth
+
+JANUARY = YearMonth(2024, 1)
+
+
+@pytest.fixture(scope="module")
+def settings() -> IngestSettings:
+    return IngestSettings(S3Settings("http://127.0.0.1:9"), metadata_dir=None)
+
+
+@pytest.fixture(scope="module")
+def green(tlc_data: Path) -> Path:
+    return tlc_data / "green_tripdata_2024-01.parquet"
+
+
+def with_negative_fares(source: Path, dest: Path, share: float) -> Path:
+    table = pq.read_table(source)
+    negative = pc.less(pa.array(range(table.num_rows)), int(share * table.num_rows))
+    fares = pc.if_else(negative, pc.negate(pc.abs(table["fare_amount"])), table["fare_amount"])
+    pq.write_table(table.set_column(table.schema.get_field_index("fare_amount"), "fare_amount", fares), dest)
+    return dest
+
+
+def test_real_month_passes_and_produces_gx_json_and_data_docs(green: Path, settings: IngestSettings):
+    report = validate_file(green, "green", JANUARY, settings, official_rows=56_551, trailing_rows=[60_000] * 3)
+    assert report.passed and report.hard_failures == [] and report.soft_failures == []
+    assert report.rows == 56_551 and report.chunks == 1
+    expectations = len(load_suite_definition(settings.suites_dir, "green")["expectations"])
+    assert report.result["statistics"]["evaluated_expectations"] == expectations
+    assert report.result["suite_name"] == "tlc_green"
+    json.dumps(report.result)  # stored as JSON as it is
+    assert "<html" in report.html and "tlc_green" in report.html and "green_tripdata_2024-01.parquet" in report.html
+    assert report.normalisation["missing"] == ["cbd_congestion_fee"]
+
+
+def test_chunked_validation_counts_exactly_what_one_pass_counts(green: Path, settings: IngestSettings):
+    whole = validate_file(green, "green", JANUARY, settings, official_rows=56_551)
+    chunked = validate_file(green, "green", JANUARY, settings.with_(validation_batch_rows=10_000), official_rows=56_551)
+    assert (whole.chunks, chunked.chunks) == (1, 6)
+
+    def counts(report) -> list[tuple]:
+        return [
+            (r["expectation_config"]["type"], r["success"], r["result"].get("unexpected_count"))
+            for r in report.result["results"]
+        ]
+
+    assert counts(chunked) == counts(whole)
+    negative_fares = [c for c in counts(whole) if c[2] == 182]
+    assert negative_fares, "green 2024-01 has 182 negative fares, counted the same in 1 or 6 chunks"
+
+
+def test_a_file_of_another_month_fails_hard_naming_the_expectation(green: Path, settings: IngestSettings):
+    report = validate_file(green, "green", YearMonth(2030, 1), settings)
+    assert not report.passed
+    assert [f.column for f in report.hard_failures] == ["lpep_pickup_datetime"]
+    assert "56551 of 56551 values (100.000%) unexpected, at most 2.00% allowed" in report.hard_failures[0].summary
+    assert "lpep_pickup_datetime" in report.describe_failures()
+
+
+def test_row_counts_official_is_hard_trailing_is_soft(green: Path, settings: IngestSettings):
+    report = validate_file(green, "green", JANUARY, settings, official_rows=60_000, trailing_rows=[200_000] * 3)
+    assert [f.expectation for f in report.hard_failures] == ["expect_table_row_count_to_be_between"]
+    assert "observed 56551" in report.hard_failures[0].summary
+    assert [f.expectation for f in report.soft_failures] == ["expect_table_row_count_to_be_between"]
+
+
+@pytest.mark.parametrize(("share", "hard"), [(0.10, True), (0.02, False)])
+def test_negative_fares_are_a_share_not_an_absolute(green: Path, settings, tmp_path: Path, share: float, hard: bool):
+    dirty = with_negative_fares(green, tmp_path / "dirty.parquet", share)
+    report = validate_file(dirty, "green", JANUARY, settings)
+    soft = [f.column for f in report.soft_failures]
+    assert "fare_amount" in soft
+    assert report.passed is not hard
+    assert ("fare_amount" in [f.column for f in report.hard_failures]) is hard
+
+
+def test_a_missing_required_column_fails_hard(green: Path, settings: IngestSettings, tmp_path: Path):
+    stripped = tmp_path / "no_fare.parquet"
+    pq.write_table(pq.read_table(green).drop_columns(["fare_amount"]), stripped)
+    report = validate_file(stripped, "green", JANUARY, settings)
+    assert "required column 'fare_amount' is missing" in report.describe_failures()
+
+
+@pytest.mark.parametrize("trip_type", TRIP_TYPES)
+def test_real_samples_of_every_trip_type_pass_the_hard_checks(tlc_data, settings, tmp_path: Path, trip_type: str):
+    sample = tlc_data / "samples" / f"{trip_type}_tripdata_2020-04_sample1000.csv"
+    as_parquet = tmp_path / f"{trip_type}.parquet"
+    pq.write_table(pacsv.read_csv(sample), as_parquet)
+    report = validate_file(as_parquet, trip_type, YearMonth(2020, 4), settings, official_rows=1000)
+    assert report.passed, report.describe_failures()
+    assert report.result["statistics"]["evaluated_expectations"] >= 15
+
+
+@pytest.mark.parametrize("trip_type", TRIP_TYPES)
+def test_suites_are_valid_gx_suites_with_documented_thresholds(trip_type: str):
+    from great_expectations.core.expectation_suite import ExpectationSuite
+
+    definition = load_suite_definition(default_suites_dir(), trip_type)
+    suite = ExpectationSuite(**definition)
+    assert len(suite.expectations) == len(definition["expectations"])
+    canonical = {name for name, _ in CANONICAL_COLUMNS[trip_type]} | {DURATION}
+    severities = set()
+    for expectation in definition["expectations"]:
+        assert expectation["meta"]["why"], expectation
+        severities.add(expectation["severity"])
+        if "column" in expectation["kwargs"]:
+            assert expectation["kwargs"]["column"] in canonical, expectation
+    assert severities == {"critical", "warning"}
+
+
+def test_a_file_without_rows_fails_hard_on_its_row_count(green: Path, settings: IngestSettings, tmp_path: Path):
+    empty = tmp_path / "empty.parquet"
+    pq.write_table(pq.read_table(green).slice(0, 0), empty)
+    report = validate_file(empty, "green", JANUARY, settings)
+    assert report.rows == 0 and report.chunks == 1
+    assert [f.expectation for f in report.hard_failures] == ["expect_table_row_count_to_be_between"]
