@@ -10,6 +10,9 @@ help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 setup:  ## install everything (venvs, JVM artifacts, MinIO/mc, credentials); idempotent, seconds when warm
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v openssl >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    chromium chromium-driver openssl; }
 	$(PLATFORM) setup
 
 up: setup  ## start every service on 127.0.0.1 and wait until healthy

@@ -1,7 +1,8 @@
 """Airflow connections to the platform's services, provisioned as AIRFLOW_CONN_* environment variables.
 
 The connection ids are the platform's contract with the DAGs and plugins (and with the Kubernetes Secrets
-described in helm-values/): tap_s3, tap_metastore, tap_trino, tap_superset, tap_spark_local.
+described in helm-values/): tap_s3, tap_metastore, tap_trino (admin), tap_trino_analyst (read-only, used by
+Superset), tap_superset, tap_spark_local.
 """
 
 from __future__ import annotations
@@ -10,12 +11,27 @@ import json
 
 from local_platform.config import LOOPBACK, PlatformConfig
 from local_platform.credentials import Credentials
+from local_platform.services.trino import ca_file_path
 
 S3_CONN_ID = "tap_s3"
 METASTORE_CONN_ID = "tap_metastore"
 TRINO_CONN_ID = "tap_trino"
+TRINO_ANALYST_CONN_ID = "tap_trino_analyst"
 SUPERSET_CONN_ID = "tap_superset"
 SPARK_LOCAL_CONN_ID = "tap_spark_local"
+
+
+def _trino(cfg: PlatformConfig, login: str, password: str, description: str) -> dict:
+    return {
+        "conn_type": "generic",
+        "description": description,
+        "host": LOOPBACK,
+        "port": cfg.trino_port,
+        "schema": "iceberg",
+        "login": login,
+        "password": password,
+        "extra": {"http_scheme": "https", "catalog": "iceberg", "verify": str(ca_file_path(cfg))},
+    }
 
 
 def connection_definitions(cfg: PlatformConfig, creds: Credentials) -> dict[str, dict]:
@@ -44,16 +60,12 @@ def connection_definitions(cfg: PlatformConfig, creds: Credentials) -> dict[str,
             "port": cfg.metastore_port,
             "schema": "thrift",
         },
-        TRINO_CONN_ID: {
-            "conn_type": "generic",
-            "description": "Trino coordinator (catalog iceberg)",
-            "host": LOOPBACK,
-            "port": cfg.trino_port,
-            "schema": "iceberg",
-            "login": creds.trino_admin_user,
-            "password": creds.trino_admin_password,
-            "extra": {"http_scheme": "http", "catalog": "iceberg"},
-        },
+        TRINO_CONN_ID: _trino(
+            cfg, creds.trino_admin_user, creds.trino_admin_password, "Trino as the platform admin (HTTPS, password)"
+        ),
+        TRINO_ANALYST_CONN_ID: _trino(
+            cfg, creds.trino_analyst_user, creds.trino_analyst_password, "Trino as the read-only analyst"
+        ),
         SUPERSET_CONN_ID: {
             "conn_type": "http",
             "description": "Superset REST API",

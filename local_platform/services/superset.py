@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import urllib.parse
 
 from local_platform.config import LOOPBACK, REPO_ROOT
 from local_platform.process import http_ok, wait_until
 from local_platform.services.base import Endpoint, Service
+from local_platform.services.trino import ca_file_path
 
 SUPERSET_INCLUDE = REPO_ROOT / "include" / "superset"
 TRINO_DATABASE_NAME = "trino"
@@ -32,12 +34,16 @@ class SupersetService(Service):
             "SUPERSET_METADATA_DB_URI": f"sqlite:///{data / 'superset.db'}",
             "SUPERSET_CACHE_DIR": str(cache),
             "FLASK_APP": "superset.app:create_app()",
+            # Trino is HTTPS-only with a per-install certificate: superset_config.py makes Trino connections trust it.
+            "TAP_TRINO_CA_FILE": str(ca_file_path(self.cfg)),
             "PATH": f"{self.cfg.superset_venv_dir / 'bin'}:{self.base_env().get('PATH', '')}",
         }
 
     def trino_uri(self) -> str:
-        user = urllib.parse.quote(self.creds.trino_admin_user)
-        return f"trino://{user}@{LOOPBACK}:{self.cfg.trino_port}/iceberg"
+        """Superset reads Trino as the read-only analyst (taxi.anomaly_scores, taxi.window_features)."""
+        user = urllib.parse.quote(self.creds.trino_analyst_user, safe="")
+        password = urllib.parse.quote(self.creds.trino_analyst_password, safe="")
+        return f"trino://{user}:{password}@{LOOPBACK}:{self.cfg.trino_port}/iceberg"
 
     def superset(self, *args: str) -> None:
         result = subprocess.run(
@@ -71,13 +77,26 @@ class SupersetService(Service):
             self.creds.superset_admin_password,
         )
         self.superset("init")
-        self.superset("set-database-uri", "--database_name", TRINO_DATABASE_NAME, "--uri", self.trino_uri())
         marker.touch()
+
+    def register_trino_database(self) -> None:
+        """Create or update the database `trino` whenever its URI (user, password, port) changed.
+
+        The dashboards' assets import (taxi_anomaly.serving) later takes this database over by its name and
+        sets it from include/superset/assets/databases/trino.yaml.
+        """
+        marker = self.data_dir() / ".trino-database"
+        fingerprint = hashlib.sha256(self.trino_uri().encode()).hexdigest()
+        if marker.exists() and marker.read_text() == fingerprint:
+            return
+        self.superset("set-database-uri", "--database_name", TRINO_DATABASE_NAME, "--uri", self.trino_uri())
+        marker.write_text(fingerprint)
 
     def start(self) -> None:
         proc = self.process("superset")
         if not proc.is_running():
             self.initialise()
+            self.register_trino_database()
             argv = [
                 str(self.cfg.superset_venv_dir / "bin" / "gunicorn"),
                 "--bind",

@@ -1,18 +1,55 @@
-"""Trino, a single coordinator node serving the Iceberg catalog (include/trino/catalog) on loopback."""
+"""Trino, one coordinator node on loopback: HTTPS only, password logins, file-based access control."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import secrets
 import shutil
+import ssl
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
 from string import Template
 
 from local_platform import artifacts
-from local_platform.config import LOOPBACK, REPO_ROOT
-from local_platform.process import http_ok, wait_until
+from local_platform.config import LOOPBACK, REPO_ROOT, PlatformConfig
+from local_platform.process import wait_until
 from local_platform.services.base import Endpoint, Service
 
 TRINO_INCLUDE = REPO_ROOT / "include" / "trino"
+ACCESS_RULES = TRINO_INCLUDE / "access-control.json"
+
+# Trino's file authenticator accepts bcrypt or PBKDF2-HMAC-SHA1 ("iterations:salt:hash", lower-case hex).
+# PBKDF2 needs only the standard library; Trino caches each successful check, so the cost is paid once per user.
+PBKDF2_ITERATIONS = 100_000
+CERTIFICATE_DAYS = 3650
+
+
+def ca_file_path(cfg: PlatformConfig) -> Path:
+    """The certificate clients trust to reach the local Trino (generated per install, self-signed)."""
+    return cfg.conf_dir / "trino" / "tls" / "trino-ca.pem"
+
+
+def trino_https_url(cfg: PlatformConfig) -> str:
+    return f"https://{LOOPBACK}:{cfg.trino_port}"
+
+
+def password_file_line(user: str, password: str, salt: bytes | None = None) -> str:
+    """One line of Trino's password file: `user:iterations:salt:hash` (PBKDF2-HMAC-SHA1, hex)."""
+    salt = salt if salt is not None else os.urandom(16)
+    digest = hashlib.pbkdf2_hmac("sha1", password.encode(), salt, PBKDF2_ITERATIONS, dklen=32)
+    return f"{user}:{PBKDF2_ITERATIONS}:{salt.hex()}:{digest.hex()}"
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (it holds a secret)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.chmod(path, 0o600)
 
 
 class TrinoService(Service):
@@ -21,13 +58,85 @@ class TrinoService(Service):
     start_timeout = 180.0
 
     def endpoints(self) -> list[Endpoint]:
-        return [Endpoint("HTTP / JDBC", self.cfg.trino_url)]
+        return [Endpoint("HTTPS / JDBC (password login)", trino_https_url(self.cfg))]
 
     @property
-    def home(self):
+    def home(self) -> Path:
         return self.cfg.tools_dir / f"trino-server-{artifacts.TRINO_VERSION}"
 
-    def write_config(self):
+    @property
+    def ca_file(self) -> Path:
+        return ca_file_path(self.cfg)
+
+    @property
+    def keystore(self) -> Path:
+        """Private key + certificate Trino serves (PEM); stays in the state dir, mode 0600."""
+        return self.ca_file.with_name("trino-key-and-cert.pem")
+
+    # TLS, users and rules -------------------------------------------------------------------------------------
+    def ensure_certificate(self) -> None:
+        """Create the self-signed certificate for 127.0.0.1 once per install (kept across restarts)."""
+        if self.keystore.exists() and self.ca_file.exists():
+            return
+        openssl = shutil.which("openssl")
+        if openssl is None:
+            raise RuntimeError("openssl is needed to create Trino's TLS certificate: apt-get install -y openssl")
+        tls = self.ca_file.parent
+        tls.mkdir(mode=0o700, parents=True, exist_ok=True)  # the key is written here before it is moved
+        key, cert = tls / "key.tmp", tls / "cert.tmp"
+        subprocess.run(
+            [
+                openssl,
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                str(key),
+                "-out",
+                str(cert),
+                "-days",
+                str(CERTIFICATE_DAYS),
+                "-subj",
+                "/CN=taxi-anomaly-platform local Trino",
+                "-addext",
+                f"subjectAltName=IP:{LOOPBACK},DNS:localhost",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        _write_private(self.keystore, key.read_text() + cert.read_text())
+        self.ca_file.write_text(cert.read_text())
+        key.unlink()
+        cert.unlink()
+
+    def check_rules_cover_users(self) -> None:
+        """The rules name users literally; fail early if the credentials use other names."""
+        named = {
+            rule["user"]
+            for section in json.loads(ACCESS_RULES.read_text()).values()
+            for rule in section
+            if "user" in rule
+        }
+        for user in (self.creds.trino_admin_user, self.creds.trino_analyst_user):
+            if user not in named:
+                raise ValueError(f"{ACCESS_RULES} has no rule for Trino user {user!r} (credentials.env)")
+
+    def write_password_file(self, etc: Path) -> Path:
+        """The two users of the platform, hashed, from the per-install credentials (never committed)."""
+        users = {
+            self.creds.trino_admin_user: self.creds.trino_admin_password,
+            self.creds.trino_analyst_user: self.creds.trino_analyst_password,
+        }
+        path = etc / "password.db"
+        _write_private(path, "".join(password_file_line(u, p) + "\n" for u, p in users.items()))
+        return path
+
+    # Configuration --------------------------------------------------------------------------------------------
+    def write_config(self) -> Path:
+        self.ensure_certificate()
+        self.check_rules_cover_users()
         etc = self.conf_dir() / "etc"
         etc.mkdir(parents=True, exist_ok=True)
         (etc / "node.properties").write_text(
@@ -38,13 +147,34 @@ class TrinoService(Service):
             f"node.bind-ip={LOOPBACK}\n"
             f"node.internal-address={LOOPBACK}\n"
         )
-        (etc / "config.properties").write_text(
+        port = self.cfg.trino_port
+        _write_private(
+            etc / "config.properties",
             "coordinator=true\n"
             "node-scheduler.include-coordinator=true\n"
-            f"http-server.http.port={self.cfg.trino_port}\n"
-            f"discovery.uri=http://{LOOPBACK}:{self.cfg.trino_port}\n"
+            # HTTPS only: passwords travel inside TLS and no port answers queries without a password.
+            # (Over plain HTTP Trino would accept any user name without checking a password.)
+            "http-server.http.enabled=false\n"
+            "http-server.https.enabled=true\n"
+            f"http-server.https.port={port}\n"
+            f"http-server.https.keystore.path={self.keystore}\n"
+            "http-server.authentication.type=PASSWORD\n"
+            # The coordinator is its own worker and calls itself over the same HTTPS port, authenticated by a
+            # shared secret (new at every start: only this one process uses it).
+            f"discovery.uri=https://{LOOPBACK}:{port}\n"
+            f"internal-communication.shared-secret={secrets.token_urlsafe(48)}\n"
+            "internal-communication.https.required=true\n"
+            f"internal-communication.https.keystore.path={self.keystore}\n"
+            f"internal-communication.https.truststore.path={self.ca_file}\n"
             "query.max-memory=1GB\n"
-            "query.max-memory-per-node=1GB\n"
+            "query.max-memory-per-node=1GB\n",
+        )
+        (etc / "password-authenticator.properties").write_text(
+            f"password-authenticator.name=file\nfile.password-file={self.write_password_file(etc)}\n"
+        )
+        # Rules are read from include/ and re-read every 10 s: an edit applies without a restart.
+        (etc / "access-control.properties").write_text(
+            f"access-control.name=file\nsecurity.config-file={ACCESS_RULES}\nsecurity.refresh-period=10s\n"
         )
         jvm = Template((TRINO_INCLUDE / "jvm.config").read_text()).substitute(TRINO_HEAP=self.cfg.trino_heap)
         (etc / "jvm.config").write_text(jvm)
@@ -65,6 +195,7 @@ class TrinoService(Service):
             "TAP_S3_SECRET_KEY": self.creds.minio_root_password,
         }
 
+    # Lifecycle ------------------------------------------------------------------------------------------------
     def start(self) -> None:
         proc = self.process("trino")
         if not proc.is_running():
@@ -74,7 +205,12 @@ class TrinoService(Service):
         wait_until(self.healthy, self.start_timeout, "Trino", proc, self.log_file("trino"), interval=1.0)
 
     def healthy(self) -> bool:
-        def ready(status: int, body: bytes) -> bool:
-            return status == 200 and json.loads(body).get("starting") is False
-
-        return http_ok(f"{self.cfg.trino_url}/v1/info", accept=ready)
+        """/v1/info (public, no login) over HTTPS, verified against the install's certificate, says started."""
+        if not self.ca_file.exists():
+            return False
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        try:
+            with urllib.request.urlopen(f"{trino_https_url(self.cfg)}/v1/info", timeout=3, context=context) as resp:
+                return resp.status == 200 and json.loads(resp.read()).get("starting") is False
+        except (OSError, ValueError, urllib.error.URLError):
+            return False

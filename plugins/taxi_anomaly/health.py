@@ -55,20 +55,13 @@ def check_metastore(endpoint: ServiceEndpoint) -> list[str]:
 
 
 def check_trino(endpoint: ServiceEndpoint) -> list[str]:
-    """Run a query on Trino. Returns the schemas of its Iceberg catalog."""
-    import trino
+    """Run a query on Trino (HTTPS, password login). Returns the schemas of its Iceberg catalog."""
+    from taxi_anomaly.serving.trino_client import TrinoSettings
 
-    catalog = endpoint.extra.get("catalog", "iceberg")
-    conn = trino.dbapi.connect(
-        host=endpoint.host,
-        port=endpoint.port,
-        user=endpoint.login or "health",
-        catalog=catalog,
-        http_scheme=endpoint.extra.get("http_scheme", "http"),
-    )
-    cur = conn.cursor()
-    cur.execute(f"SHOW SCHEMAS FROM {catalog}")
-    return sorted(row[0] for row in cur.fetchall())
+    settings = TrinoSettings.from_connection(endpoint)
+    cursor = settings.connect().cursor()
+    cursor.execute(f"SHOW SCHEMAS FROM {settings.catalog}")
+    return sorted(row[0] for row in cursor.fetchall())
 
 
 def check_superset(endpoint: ServiceEndpoint) -> str:

@@ -80,7 +80,7 @@ def test_metastore_create_and_list_database(platform, unique_name):
 
 @pytest.mark.spark
 def test_spark_writes_iceberg_through_the_metastore_and_trino_reads_it(platform, spark, minio_client, unique_name):
-    import trino
+    from taxi_anomaly.serving.trino_client import TrinoSettings
 
     table = f"iceberg.smoke.{unique_name}"
     spark.sql("CREATE NAMESPACE IF NOT EXISTS iceberg.smoke")
@@ -97,9 +97,15 @@ def test_spark_writes_iceberg_through_the_metastore_and_trino_reads_it(platform,
         )
         assert any(unique_name in o.object_name and o.object_name.endswith(".parquet") for o in objects)
 
-        cur = trino.dbapi.connect(
-            host="127.0.0.1", port=platform.cfg.trino_port, user="smoke-test", catalog="iceberg", schema="smoke"
-        ).cursor()
+        # Trino takes password logins over HTTPS only (local_platform/services/trino.py): read as the admin.
+        admin = TrinoSettings(
+            "127.0.0.1",
+            platform.cfg.trino_port,
+            platform.creds.trino_admin_user,
+            platform.creds.trino_admin_password,
+            verify=str(platform.service("trino").ca_file),
+        )
+        cur = admin.connect(schema="smoke").cursor()
         cur.execute(f"SELECT count(*), sum(fare), count(DISTINCT zone) FROM {unique_name}")
         count, total, zones = cur.fetchone()
         assert (count, zones) == (1000, 7)

@@ -1,0 +1,242 @@
+"""Benchmark of the Spark job on fhvhv-sized generated months, against bare scans of the same files.
+
+Measures, in one run and on the same files:
+- baseline_spark: bare native Spark scan + 30-minute city aggregate (count, total/avg driver pay and fare);
+- baseline_pyarrow: the same scan + aggregate with pyarrow (how far Spark's part is from a single-process limit);
+- job_score_1_month / job_score_3_months: the job's scoring path, raw parquet -> windows -> features ->
+  IsolationForest -> Iceberg tables (window_features, anomaly_scores) through the Hive Metastore on MinIO;
+- job_train_3_months: training on three months (windows, seasonal profile, forest on the driver);
+- scoring_zone: vectorised scoring alone on zone-level windows (263 zones x a month), in windows/s;
+and the peak resident memory of the whole process tree (driver JVM + Python workers + this process).
+
+    make up   # the Iceberg writes need MinIO and the Hive Metastore
+    .venv/bin/python -m bench.bench_spark_job --trips 15000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+
+HISTORY = ("2024-01", "2024-02", "2024-03")
+TARGET = "2024-04"
+
+
+class PeakMemory:
+    """Samples the summed RSS of this process and all its descendants every 0.2 s."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for proc in [me, *me.children(recursive=True)]:
+                try:
+                    total += proc.memory_info().rss
+                except psutil.NoSuchProcess:
+                    pass
+            self.peak = max(self.peak, total)
+            time.sleep(0.2)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def ensure_months(data_dir: Path, trips: int) -> list[Path]:
+    """Generate the four months once (kept in data_dir between runs)."""
+    from taxi_anomaly.synthetic import generate_month
+
+    paths = []
+    for i, month in enumerate((*HISTORY, TARGET)):
+        path = data_dir / f"fhvhv_tripdata_{month}.parquet"
+        marker = data_dir / f".{month}.{trips}"
+        if not marker.exists():
+            generate_month("fhvhv", month, data_dir, trips=trips, seed=500 + i)
+            marker.touch()
+        paths.append(path)
+    return paths
+
+
+def timed(results: dict, name: str, rows: int, fn) -> object:
+    started, cpu = time.perf_counter(), time.process_time()
+    value = fn()
+    seconds = time.perf_counter() - started
+    results[name] = {
+        "seconds": round(seconds, 2),
+        "rows": rows,
+        "rows_per_s": round(rows / seconds),
+        "driver_python_cpu_s": round(time.process_time() - cpu, 2),
+    }
+    print(f"{name}: {seconds:.1f} s, {rows / seconds:,.0f} rows/s", flush=True)
+    return value
+
+
+def baseline_spark(spark, path: Path) -> int:
+    from pyspark.sql import functions as F
+
+    df = spark.read.parquet(f"file://{path}")
+    bucket = F.timestamp_seconds(F.floor(F.unix_timestamp(F.col("pickup_datetime").cast("timestamp")) / 1800) * 1800)
+    out = df.groupBy(bucket.alias("bucket")).agg(
+        F.count(F.lit(1)),
+        F.sum("driver_pay"),
+        F.avg("driver_pay"),
+        F.sum("base_passenger_fare"),
+        F.avg("base_passenger_fare"),
+    )
+    return len(out.collect())
+
+
+def baseline_pyarrow(path: Path) -> int:
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path, columns=["pickup_datetime", "driver_pay", "base_passenger_fare"])
+    table = table.append_column("bucket", pc.floor_temporal(table["pickup_datetime"], 30, "minute"))
+    out = table.group_by("bucket").aggregate(
+        [
+            ("driver_pay", "count"),
+            ("driver_pay", "sum"),
+            ("driver_pay", "mean"),
+            ("base_passenger_fare", "sum"),
+            ("base_passenger_fare", "mean"),
+        ]
+    )
+    return out.num_rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trips", type=int, default=15_000_000, help="trips per generated month")
+    parser.add_argument("--data-dir", default=str(Path.home() / ".cache" / "taxi-anomaly-platform" / "bench-data"))
+    parser.add_argument("--out", default="bench/results/spark_job.json")
+    args = parser.parse_args()
+
+    from local_platform.config import load_config
+    from local_platform.spark import spark_env
+
+    os.environ.update(spark_env(load_config()))
+    data_dir = Path(args.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    results: dict = {
+        "trips_per_month": args.trips,
+        "cpu_count": os.cpu_count(),
+        "load_average_at_start": os.getloadavg(),
+    }
+    t0 = time.perf_counter()
+    paths = ensure_months(data_dir, args.trips)
+    results["generate_s_if_needed"] = round(time.perf_counter() - t0, 1)
+    import pyarrow.parquet as pq
+
+    rows = {p.name: pq.ParquetFile(p).metadata.num_rows for p in paths}
+    target_rows = rows[paths[-1].name]
+    history_rows = sum(rows[p.name] for p in paths[:-1])
+
+    from pyspark.sql import SparkSession
+
+    from anomaly_detection import tables
+    from anomaly_detection.args import parse_args
+    from anomaly_detection.job import main as job_main
+    from anomaly_detection.job import score, train_bundle
+    from anomaly_detection.model import score_windows
+
+    with PeakMemory() as memory:
+        spark = SparkSession.builder.appName("bench-spark-job").getOrCreate()
+        spark.conf.set("spark.sql.session.timeZone", "UTC")
+        timed(results, "baseline_spark_1_month", target_rows, lambda: baseline_spark(spark, paths[-1]))
+        timed(results, "baseline_pyarrow_1_month", target_rows, lambda: baseline_pyarrow(paths[-1]))
+
+        namespace = f"bench_{uuid.uuid4().hex[:6]}"
+        models = f"s3a://tap-models/bench-{namespace}"
+        common = [
+            "--trip-type",
+            "fhvhv",
+            "--granularity",
+            "city",
+            "--raw-uri",
+            f"file://{data_dir}",
+            "--input-layout",
+            "flat",
+            "--models-uri",
+            models,
+            "--namespace",
+            namespace,
+        ]
+        timed(
+            results,
+            "job_train_3_months",
+            history_rows,
+            lambda: job_main(spark, parse_args([*common, "--mode", "train", "--train-months", ",".join(HISTORY)])),
+        )
+        timed(
+            results,
+            "job_score_1_month",
+            target_rows,
+            lambda: job_main(spark, parse_args([*common, "--mode", "score", "--score-months", TARGET])),
+        )
+        timed(
+            results,
+            "job_score_3_months",
+            history_rows,
+            lambda: job_main(spark, parse_args([*common, "--mode", "score", "--score-months", ",".join(HISTORY)])),
+        )
+
+        # Scoring throughput alone, on zone-level windows of one month (features cached first).
+        zone_args = parse_args(
+            [
+                *common,
+                "--granularity",
+                "zone",
+                "--mode",
+                "train-and-score",
+                "--train-months",
+                HISTORY[-1],
+                "--score-months",
+                TARGET,
+            ]
+        )
+        bundle, _ = train_bundle(spark, zone_args)
+        features = (
+            score(spark, zone_args, bundle, "bench")
+            .drop("anomaly_score", "is_anomaly", "top_features", "explanation")
+            .cache()
+        )
+        n_windows = features.count()
+        timed(
+            results,
+            "scoring_zone_windows",
+            n_windows,
+            lambda: score_windows(features, bundle.model).write.format("noop").mode("overwrite").save(),
+        )
+        for table in (tables.SCORES_TABLE, tables.WINDOWS_TABLE, tables.TRIPS_TABLE):
+            spark.sql(f"DROP TABLE IF EXISTS {tables.table_name(namespace, table)} PURGE")
+        spark.sql(f"DROP NAMESPACE IF EXISTS iceberg.{namespace}")
+        spark.stop()
+    results["peak_rss_gib"] = round(memory.peak / 2**30, 2)
+    base = results["baseline_spark_1_month"]["seconds"]
+    results["job_score_1_month_vs_baseline"] = round(results["job_score_1_month"]["seconds"] / base, 2)
+    results["job_score_3_vs_1_month"] = round(
+        results["job_score_3_months"]["seconds"] / results["job_score_1_month"]["seconds"], 2
+    )
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Serving: Trino access for people and Superset dashboards kept as code (import, refresh, cache warm-up)."""

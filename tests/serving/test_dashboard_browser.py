@@ -1,0 +1,141 @@
+"""A headless Chromium opens the dashboard as its first viewer: every chart shows data, straight from the warm cache."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from taxi_anomaly.serving.refresh import default_filters, refresh_dashboards
+from tests.serving.browser import CHROMIUM_CANDIDATES, Browser, find_executable
+
+pytestmark = pytest.mark.platform
+
+SLUG = "taxi-anomalies"
+
+# Installed before any page script runs: keeps every /api/v1/chart/data request body and JSON answer.
+RECORD_CHART_DATA = """
+window.__chartData = [];
+const pageFetch = window.fetch;
+window.fetch = async function (input, init) {
+  const url = typeof input === "string" ? input : input.url;
+  const response = await pageFetch.apply(this, arguments);
+  if (url.includes("/api/v1/chart/data")) {
+    const body = init && typeof init.body === "string" ? init.body : null;
+    response.clone().json()
+      .then((json) => window.__chartData.push({ url, body, status: response.status, json }))
+      .catch((error) => window.__chartData.push({ url, body, status: response.status, error: String(error) }));
+  }
+  return response;
+};
+"""
+
+# What each chart panel shows: still loading, drawn pixels (ECharts canvases), table rows, its text.
+PANELS = """
+return Array.from(document.querySelectorAll('[data-test="chart-grid-component"]')).map((panel) => {
+  let painted = 0;
+  for (const canvas of panel.querySelectorAll("canvas")) {
+    const pixels = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+    for (let i = 3; i < pixels.length; i += 4 * 97) if (pixels[i] > 0) painted += 1;
+  }
+  return {
+    name: panel.getAttribute("data-test-chart-name"),
+    loading: panel.querySelectorAll('.loading, [data-test="loading-indicator"]').length > 0,
+    painted,
+    tableRows: panel.querySelectorAll("tbody tr").length,
+    alerts: panel.querySelectorAll('[role="alert"], .ant-alert-error, [data-test="error-tooltip"]').length,
+    text: panel.innerText,
+  };
+});
+"""
+
+
+@pytest.fixture(scope="module")
+def browser_binaries() -> tuple[str, str]:
+    chromium, chromedriver = find_executable(CHROMIUM_CANDIDATES), find_executable(("chromedriver",))
+    if not (chromium and chromedriver):
+        pytest.fail(
+            "the dashboard test needs Debian's chromium and chromedriver: apt-get install -y chromium chromium-driver"
+        )
+    return chromium, chromedriver
+
+
+def _log_in(browser: Browser, base_url: str, user: str, password: str) -> None:
+    browser.open(f"{base_url}/login/")
+    browser.wait_for("return document.querySelector('[data-test=\"username-input\"]') !== null", 60, "login form")
+    browser.type_into('[data-test="username-input"]', user)
+    browser.type_into('[data-test="password-input"]', password)
+    browser.click('[data-test="login-button"]')
+    browser.wait_for("return !location.pathname.startsWith('/login')", 60, "login accepted")
+
+
+def test_dashboard_shows_every_chart_with_data_from_the_warm_cache(
+    platform, superset, assets, trino_analyst, pipeline_run, browser_binaries, tmp_path, record_property
+):
+    refresh_dashboards(superset, assets, trino_analyst)  # what the Airflow task does after a pipeline run
+    dashboard = superset.dashboard(SLUG)
+    charts = {c["id"]: c["slice_name"] for c in superset.get(f"/api/v1/dashboard/{dashboard['id']}/charts")["result"]}
+    chromium, chromedriver = browser_binaries
+
+    with Browser(chromedriver, chromium, tmp_path / "chromedriver.log") as browser:
+        browser.devtools("Page.addScriptToEvaluateOnNewDocument", {"source": RECORD_CHART_DATA})
+        creds = platform.creds
+        _log_in(browser, platform.cfg.superset_url, creds.superset_admin_user, creds.superset_admin_password)
+        browser.open(f"{platform.cfg.superset_url}/superset/dashboard/{SLUG}/")
+        browser.wait_for(
+            f"""const panels = (function () {{ {PANELS} }})();
+                return panels.length === {len(charts)} &&
+                       panels.every((p) => !p.loading && (p.painted > 0 || p.tableRows > 0 || p.alerts > 0))""",
+            timeout=180,
+            what="every chart panel drawn",
+        )
+        time.sleep(2)  # ECharts animates its first drawing for about a second
+        screenshot = browser.screenshot(tmp_path / "dashboard.png")
+        panels = browser.run_js(PANELS)
+        recorded = browser.run_js("return window.__chartData")
+    record_property("screenshot", str(screenshot))
+    print(f"dashboard screenshot: {screenshot}")
+
+    # Every panel shows data: drawn chart or table rows, no error, no "No results".
+    assert sorted(p["name"] for p in panels) == sorted(charts.values())
+    for panel in panels:
+        assert panel["alerts"] == 0 and "Unexpected error" not in panel["text"], (
+            f"{panel['name']}: {panel['text'][:300]}"
+        )
+        assert "No results" not in panel["text"], f"{panel['name']} shows 'No results'"
+        assert panel["painted"] > 0 or panel["tableRows"] > 0, f"{panel['name']} drew nothing"
+
+    # Each chart asked once, got rows, and got them from the cache the refresh warmed.
+    answers = _chart_answers(recorded)
+    assert sorted(answers) == sorted(charts), f"chart data requests for ids {sorted(answers)}, charts {charts}"
+    for chart_id, (_, answer) in answers.items():
+        for result in answer["json"]["result"]:
+            assert answer["status"] == 200 and not result.get("error"), f"{charts[chart_id]}: {result.get('error')}"
+            assert result["rowcount"] > 0, f"{charts[chart_id]} returned no rows"
+            assert result["is_cached"], f"{charts[chart_id]} was not served from the warmed cache"
+
+    # The asset files hold exactly the queries the dashboard sends (plus its default filters).
+    metadata = json.loads(dashboard["json_metadata"])
+    by_name = {c["slice_name"]: c for c in assets.of_kind("charts").values()}
+    for chart_id, (body, _) in answers.items():
+        expected = [
+            {**q, "filters": [*q["filters"], *default_filters(metadata, chart_id)]}
+            for q in by_name[charts[chart_id]]["query_context"]["queries"]
+        ]
+        assert body["queries"] == expected, (
+            f"the queries of {charts[chart_id]!r} in its asset file differ from the dashboard's; the dashboard sent "
+            f"{json.dumps(body['queries'])}"
+        )
+
+
+def _chart_answers(recorded: list[dict]) -> dict[int, tuple[dict, dict]]:
+    """Chart id -> (request body, answer) of the dashboard's chart-data calls (filter option lists left out)."""
+    answers = {}
+    for call in recorded:
+        body = json.loads(call["body"]) if call.get("body") else {}
+        chart_id = body.get("form_data", {}).get("slice_id")
+        if chart_id is not None:
+            assert chart_id not in answers, f"chart {chart_id} was requested twice"
+            answers[chart_id] = (body, call)
+    return answers
