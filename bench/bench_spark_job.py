@@ -10,7 +10,7 @@ Measures, in one run and on the same files:
 and the peak resident memory of the whole process tree (driver JVM + Python workers + this process).
 
     make up   # the Iceberg writes need MinIO and the Hive Metastore
-    .venv/bin/python -m bench.bench_spark_job --trips 15000000
+    PYTHONPATH=plugins:spark_jobs .venv/bin/python -m bench.bench_spark_job --trips 15000000
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Generates clean history months and one month with labelled episodes, runs the job's own train and score
 functions (city granularity, 30-minute windows), and scores both detectors against the labels.
 
-    .venv/bin/python -m bench.detection_quality --trips 3000000 --seeds 1,2,3
+    PYTHONPATH=plugins:spark_jobs .venv/bin/python -m bench.detection_quality --trips 3000000 --seeds 1,2,3
 """
 
 from __future__ import annotations

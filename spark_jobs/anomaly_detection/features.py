@@ -73,10 +73,13 @@ def _us_federal_holidays(years: set[int]) -> list[date]:
     return holidays
 
 
+# The TLC record years, and some ahead: holidays are a literal list, so no pass over the data is needed.
+HOLIDAY_YEARS = range(2009, 2041)
+
+
 def add_time_features(windows: DataFrame) -> DataFrame:
     """hour, slot (0–47), weekday (Mon=0), their cyclic encodings and a US federal holiday flag."""
-    years = {int(r[0]) for r in windows.select(F.year("bucket_start")).distinct().collect()}
-    holidays = [d.isoformat() for d in _us_federal_holidays(years)]
+    holidays = [d.isoformat() for d in _us_federal_holidays(set(HOLIDAY_YEARS))]
     two_pi = 2 * math.pi
     return (
         windows.withColumn("hour", F.hour("bucket_start"))
