@@ -34,7 +34,7 @@ class Trips:
     :param seconds: trip duration.
     :param fare: base fare (after any fare surge).
     :param fare_factor: the fare surge applied to the row (1 outside surges), for flat fares.
-    :param hour, weekday: of the pickup (weekday 0 = Monday).
+    :param hour_of_week: of the pickup's slot, Monday 00:00-01:00 = 0.
     :param long_trip: between boroughs or to/from an airport.
     :param airport, congestion_zone: pickup or dropoff at an airport / in Manhattan's congestion zone.
     """
@@ -48,8 +48,7 @@ class Trips:
     seconds: np.ndarray
     fare: np.ndarray
     fare_factor: np.ndarray
-    hour: np.ndarray
-    weekday: np.ndarray
+    hour_of_week: np.ndarray
     long_trip: np.ndarray
     airport: np.ndarray
     congestion_zone: np.ndarray
@@ -67,7 +66,17 @@ class Strings:
     nulls: np.ndarray | None = None
 
 
-Column = np.ndarray | np.ma.MaskedArray | Strings
+@dataclass(frozen=True)
+class Cents:
+    """Money already on whole cents (constants and their sums), written without rounding.
+
+    The array belongs to the table being built: refunds negate it in place.
+    """
+
+    values: np.ndarray
+
+
+Column = np.ndarray | np.ma.MaskedArray | Strings | Cents
 
 
 def build_table(
@@ -84,28 +93,57 @@ def build_table(
     :param refund_rows: indices of rows recorded as refunds: the type's MONEY_COLUMNS negated.
     """
     columns = _BUILDERS[trip_type](rng, trips)
-    if refund_rows is not None and len(refund_rows):
-        for name in MONEY_COLUMNS[trip_type]:
-            columns[name] = columns[name].copy()
-            columns[name][refund_rows] *= -1
     schema = TLC_SCHEMAS[trip_type]
     nullable = set(NULL_BLOCK_COLUMNS[trip_type]) if null_rows is not None else set()
-    arrays = [_to_arrow(columns[f.name], f.type, null_rows if f.name in nullable else None) for f in schema]
+    refunded = set(MONEY_COLUMNS[trip_type]) if refund_rows is not None and len(refund_rows) else set()
+    string_data: dict = {}  # string columns with the same codes and choices share their buffers
+    arrays = [
+        _to_arrow(
+            columns[f.name],
+            f.type,
+            null_rows if f.name in nullable else None,
+            refund_rows if f.name in refunded else None,
+            string_data,
+        )
+        for f in schema
+    ]
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def _to_arrow(column: Column, dtype: pa.DataType, extra_nulls: np.ndarray | None) -> pa.Array:
+def _to_arrow(
+    column: Column,
+    dtype: pa.DataType,
+    extra_nulls: np.ndarray | None,
+    negated_rows: np.ndarray | None,
+    string_data: dict,
+) -> pa.Array:
     if isinstance(column, Strings):
-        return _fixed_width_strings(column, _either(column.nulls, extra_nulls))
+        return _fixed_width_strings(column, _either(column.nulls, extra_nulls), string_data)
+    on_cents = isinstance(column, Cents)
+    if on_cents:
+        column = column.values
     nulls = _either(np.ma.getmask(column) if np.ma.isMaskedArray(column) else None, extra_nulls)
     values = np.ma.getdata(column)
     if pa.types.is_timestamp(dtype):
-        values = values.view("datetime64[us]")
+        values = values.astype(np.int64, copy=False)
     elif pa.types.is_floating(dtype):
-        values = np.round(values, 2)
+        if not on_cents:
+            values = np.round(values, 2)  # a new array: the negation below never reaches a shared one
+        if negated_rows is not None:
+            values[negated_rows] *= -1
     else:
         values = values.astype(dtype.to_pandas_dtype(), copy=False)
-    return pa.array(values, type=dtype, mask=nulls)
+    # Straight from the buffers: pa.array would copy timestamps and re-check masks.
+    data = pa.py_buffer(np.ascontiguousarray(values))
+    return pa.Array.from_buffers(dtype, len(values), [_validity(nulls), data], null_count=_null_count(nulls))
+
+
+def _validity(nulls: np.ndarray | None) -> pa.Buffer | None:
+    return None if nulls is None else pa.py_buffer(np.packbits(~nulls, bitorder="little"))
+
+
+def _null_count(nulls: np.ndarray | None) -> int:
+    return 0 if nulls is None else int(np.count_nonzero(nulls))
 
 
 def _either(first: np.ndarray | None, second: np.ndarray | None) -> np.ndarray | None:
@@ -114,17 +152,37 @@ def _either(first: np.ndarray | None, second: np.ndarray | None) -> np.ndarray |
     return first if second is None else first | second
 
 
-def _fixed_width_strings(column: Strings, nulls: np.ndarray | None) -> pa.Array:
-    """Build the large_string array straight from byte buffers: every choice has the same width."""
+def _fixed_width_strings(column: Strings, nulls: np.ndarray | None, shared: dict) -> pa.Array:
+    """Build the large_string array straight from byte buffers: every choice has the same width.
+
+    :param shared: data buffers already built for this table, by (codes, choices): reused, not rebuilt.
+    """
     width = len(column.choices[0])
     if any(len(choice) != width for choice in column.choices):
         raise ValueError(f"choices must share one width: {column.choices!r}")
-    choices = np.frombuffer("".join(column.choices).encode("ascii"), dtype=f"V{width}")  # one record per choice
     n = len(column.codes)
-    data = choices[column.codes].view(np.uint8)
-    validity = None if nulls is None else pa.py_buffer(np.packbits(~nulls, bitorder="little"))
-    null_count = 0 if nulls is None else int(nulls.sum())
-    return pa.LargeStringArray.from_buffers(n, _offsets(n, width), pa.py_buffer(data), validity, null_count)
+    key = (id(column.codes), tuple(column.choices))
+    if key not in shared:
+        shared[key] = (column.codes, pa.py_buffer(_string_bytes(column.codes, column.choices, width)))
+    data = shared[key][1]  # (the codes are kept in the entry so that their id stays theirs)
+    return pa.LargeStringArray.from_buffers(n, _offsets(n, width), data, _validity(nulls), _null_count(nulls))
+
+
+def _string_bytes(codes: np.ndarray, choices: Sequence[str], width: int) -> np.ndarray:
+    """The concatenated values. Two choices (flags, the two companies) take arithmetic instead of a gather."""
+    encoded = [np.frombuffer(choice.encode("ascii"), dtype=np.uint8) for choice in choices]
+    if len(choices) > 2:
+        records = np.frombuffer(b"".join(e.tobytes() for e in encoded), dtype=f"V{width}")  # one per choice
+        return records[codes].view(np.uint8)
+    first, last = encoded[0], encoded[-1]
+    step = last - first  # uint8, modulo 256: first + 1 * step == last
+    second = codes.astype(np.uint8, copy=False)
+    if width == 1:
+        return second * step[0] + first[0]
+    data = np.tile(first, len(codes))
+    for position in np.flatnonzero(step):
+        data[position::width] = second * step[position] + first[position]
+    return data
 
 
 @lru_cache(maxsize=4)
@@ -139,26 +197,60 @@ def _pick(rng: np.random.Generator, n: int, shares: Sequence[float]) -> np.ndarr
     return np.searchsorted(edges, rng.random(n), side="right")
 
 
+def _bernoulli_rows(rng: np.random.Generator, n: int, chance: float) -> np.ndarray:
+    """Rows (sorted indices) where an event of the given chance happens, each row independently.
+
+    Drawn as geometric gaps between events, so a rare event costs O(chance * n) instead of n uniform numbers.
+    """
+    if n == 0 or chance <= 0:
+        return np.empty(0, dtype=np.intp)
+    expected = n * chance
+    batch = int(expected + 6 * np.sqrt(expected) + 16)
+    rows = np.cumsum(rng.geometric(chance, batch)) - 1
+    while rows[-1] < n:  # (almost never) not yet past the last row
+        rows = np.concatenate([rows, rows[-1] + np.cumsum(rng.geometric(chance, batch))])
+    return rows[: np.searchsorted(rows, n)]
+
+
+def _flags(rng: np.random.Generator, n: int, chance: float) -> np.ndarray:
+    """0/1 codes, 1 with the given chance (a rare one)."""
+    return _codes(n, _bernoulli_rows(rng, n, chance))
+
+
 def _tolls(rng: np.random.Generator, trips: Trips) -> np.ndarray:
     n = len(trips)
-    chance = np.where(trips.long_trip, _TOLL_CHANCE_LONG, _TOLL_CHANCE_LOCAL)
-    return np.where(rng.random(n) < chance, _TOLL_AMOUNTS[rng.integers(0, len(_TOLL_AMOUNTS), n)], 0.0)
+    chance = trips.long_trip * np.float32(_TOLL_CHANCE_LONG - _TOLL_CHANCE_LOCAL)
+    chance += np.float32(_TOLL_CHANCE_LOCAL)
+    tolled = np.flatnonzero(rng.random(n, dtype=np.float32) < chance)
+    tolls = np.zeros(n)
+    tolls[tolled] = _TOLL_AMOUNTS[rng.integers(0, len(_TOLL_AMOUNTS), len(tolled))]
+    return tolls
 
 
 def _card_tips(rng: np.random.Generator, fare: np.ndarray, paid_by_card: np.ndarray) -> np.ndarray:
-    return np.where(paid_by_card, fare * rng.uniform(0.1, 0.3, len(fare)), 0.0)
+    return _tips(rng, fare, np.flatnonzero(paid_by_card), 0.1, 0.3)
+
+
+def _tips(rng: np.random.Generator, fare: np.ndarray, tipped: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Tips on the `tipped` rows, a uniform share in [low, high) of the fare; 0 elsewhere."""
+    tips = np.zeros(len(fare))
+    tips[tipped] = fare[tipped] * (low + (high - low) * rng.random(len(tipped)))
+    return tips
+
+
+# Overnight and weekday rush-hour surcharges of the taxi meter, by hour of the week (Monday 00:00-01:00 = 0).
+_METER_EXTRA = (np.where(_NIGHT, 1.0, 0.0)[None, :] + np.where(_WEEKDAY_PEAK, 2.5, 0.0)).ravel()
 
 
 def _meter_extra(trips: Trips) -> np.ndarray:
-    """Overnight and weekday rush-hour surcharges of the taxi meter."""
-    return np.where(_NIGHT[trips.hour], 1.0, 0.0) + np.where(_WEEKDAY_PEAK[trips.weekday, trips.hour], 2.5, 0.0)
+    return _METER_EXTRA[trips.hour_of_week]
 
 
 def _yellow(rng: np.random.Generator, trips: Trips) -> dict[str, Column]:
     n = len(trips)
     jfk_manhattan = ((trips.pickup == _JFK) | (trips.dropoff == _JFK)) & trips.congestion_zone
     rate_code = np.where(jfk_manhattan, 2, 1)
-    rate_code = np.where(rng.random(n) < 0.01, 5, rate_code)
+    rate_code = np.where(rng.random(n, dtype=np.float32) < np.float32(0.01), 5, rate_code)
     fare = np.where(jfk_manhattan, 70.0 * trips.fare_factor, trips.fare)
     payment = _pick(rng, n, [0.80, 0.17, 0.015, 0.015]) + 1
     columns: dict[str, Column] = {
@@ -168,50 +260,50 @@ def _yellow(rng: np.random.Generator, trips: Trips) -> dict[str, Column]:
         "passenger_count": _pick(rng, n, [0.01, 0.75, 0.14, 0.04, 0.02, 0.02, 0.02]),
         "trip_distance": trips.miles,
         "RatecodeID": rate_code,
-        "store_and_fwd_flag": Strings((rng.random(n) < 0.005).astype(np.int8), ("N", "Y")),
+        "store_and_fwd_flag": Strings(_flags(rng, n, 0.005), ("N", "Y")),
         "PULocationID": trips.pickup,
         "DOLocationID": trips.dropoff,
         "payment_type": payment,
         "fare_amount": fare,
-        "extra": _meter_extra(trips),
-        "mta_tax": np.full(n, 0.5),
+        "extra": Cents(_meter_extra(trips)),
+        "mta_tax": Cents(np.full(n, 0.5)),
         "tip_amount": _card_tips(rng, fare, payment == 1),
-        "tolls_amount": _tolls(rng, trips),
-        "improvement_surcharge": np.full(n, 1.0),
-        "congestion_surcharge": np.where(trips.congestion_zone, 2.5, 0.0),
-        "Airport_fee": np.where(trips.airport, 1.75, 0.0),
+        "tolls_amount": Cents(_tolls(rng, trips)),
+        "improvement_surcharge": Cents(np.full(n, 1.0)),
+        "congestion_surcharge": Cents(trips.congestion_zone * 2.5),
+        "Airport_fee": Cents(trips.airport * 1.75),
     }
-    columns["total_amount"] = _total(columns, set(MONEY_COLUMNS["yellow"]) - {"total_amount"})
+    columns["total_amount"] = _total(n, columns, set(MONEY_COLUMNS["yellow"]) - {"total_amount"})
     return columns
 
 
 def _green(rng: np.random.Generator, trips: Trips) -> dict[str, Column]:
     n = len(trips)
-    negotiated = rng.random(n) < 0.035
-    dispatched = rng.random(n) < 0.03
+    negotiated = rng.random(n, dtype=np.float32) < np.float32(0.035)
+    dispatched = rng.random(n, dtype=np.float32) < np.float32(0.03)
     payment = _pick(rng, n, [0.68, 0.30, 0.015, 0.005]) + 1
     columns: dict[str, Column] = {
         "VendorID": _pick(rng, n, [0.13, 0.87]) + 1,
         "lpep_pickup_datetime": trips.pickup_us,
         "lpep_dropoff_datetime": trips.dropoff_us,
-        "store_and_fwd_flag": Strings((rng.random(n) < 0.002).astype(np.int8), ("N", "Y")),
+        "store_and_fwd_flag": Strings(_flags(rng, n, 0.002), ("N", "Y")),
         "RatecodeID": np.where(negotiated, 5, 1),
         "PULocationID": trips.pickup,
         "DOLocationID": trips.dropoff,
         "passenger_count": _pick(rng, n, [0.01, 0.84, 0.09, 0.01, 0.005, 0.03, 0.015]),
         "trip_distance": trips.miles,
         "fare_amount": np.where(negotiated, np.round(trips.fare), trips.fare),
-        "extra": np.where(negotiated, 0.0, _meter_extra(trips)),
-        "mta_tax": np.where(negotiated, 0.0, 0.5),
+        "extra": Cents(np.where(negotiated, 0.0, _meter_extra(trips))),
+        "mta_tax": Cents(np.where(negotiated, 0.0, 0.5)),
         "tip_amount": _card_tips(rng, trips.fare, payment == 1),
-        "tolls_amount": _tolls(rng, trips),
+        "tolls_amount": Cents(_tolls(rng, trips)),
         "ehail_fee": np.ma.masked_array(np.zeros(n), mask=np.ones(n, dtype=bool)),
-        "improvement_surcharge": np.full(n, 1.0),
+        "improvement_surcharge": Cents(np.full(n, 1.0)),
         "payment_type": payment,
         "trip_type": np.where(dispatched, 2, 1),
-        "congestion_surcharge": np.where(trips.congestion_zone, 2.75, 0.0),
+        "congestion_surcharge": Cents(trips.congestion_zone * 2.75),
     }
-    columns["total_amount"] = _total(columns, set(MONEY_COLUMNS["green"]) - {"total_amount", "ehail_fee"})
+    columns["total_amount"] = _total(n, columns, set(MONEY_COLUMNS["green"]) - {"total_amount", "ehail_fee"})
     return columns
 
 
@@ -222,34 +314,51 @@ _FHV_BASE_SHARES = 1.0 / np.arange(1, len(_FHV_BASES) + 1)  # a few large dispat
 def _fhv(rng: np.random.Generator, trips: Trips) -> dict[str, Column]:
     n = len(trips)
     base = _pick(rng, n, _FHV_BASE_SHARES)
-    other_affiliation = rng.random(n) < 0.08
-    affiliated = np.where(other_affiliation, _pick(rng, n, _FHV_BASE_SHARES), base)
+    other_affiliation = _bernoulli_rows(rng, n, 0.08)
+    affiliated = base.copy()
+    affiliated[other_affiliation] = _pick(rng, len(other_affiliation), _FHV_BASE_SHARES)
     return {
         "dispatching_base_num": Strings(base, _FHV_BASES),
         "pickup_datetime": trips.pickup_us,
         "dropOff_datetime": trips.dropoff_us,
-        "PUlocationID": np.ma.masked_array(trips.pickup, mask=rng.random(n) < 0.12),
-        "DOlocationID": np.ma.masked_array(trips.dropoff, mask=rng.random(n) < 0.04),
-        "SR_Flag": np.ma.masked_array(np.ones(n, dtype=np.int64), mask=rng.random(n) >= 0.02),
-        "Affiliated_base_number": Strings(affiliated, _FHV_BASES, nulls=rng.random(n) < 0.03),
+        "PUlocationID": np.ma.masked_array(trips.pickup, mask=_chance(rng, n, 0.12)),
+        "DOlocationID": np.ma.masked_array(trips.dropoff, mask=_chance(rng, n, 0.04)),
+        "SR_Flag": np.ma.masked_array(np.ones(n, dtype=np.int64), mask=~_chance(rng, n, 0.02)),
+        "Affiliated_base_number": Strings(affiliated, _FHV_BASES, nulls=_chance(rng, n, 0.03)),
     }
+
+
+def _chance(rng: np.random.Generator, n: int, chance: float) -> np.ndarray:
+    """True with the given chance, row by row."""
+    return rng.random(n, dtype=np.float32) < np.float32(chance)
 
 
 _HVFHS_LICENSES = ("HV0003", "HV0005")  # Uber, Lyft: the two high-volume companies since 2022
 _HVFHS_BASES = ("B03404", "B03406")
 _LYFT = 1
+_ON_SCENE_MEAN_SECONDS = 60.0  # driver arrival to pickup, where recorded (Uber)
+_DRIVER_SHARE = (0.74, 0.07, 0.45, 1.0)  # mean, sd, clipped to [min, max]
 
 
 def _fhvhv(rng: np.random.Generator, trips: Trips) -> dict[str, Column]:
     n = len(trips)
-    company = (rng.random(n) < 0.27).astype(np.int8)
+    company = _chance(rng, n, 0.27).view(np.int8)
     lyft = company == _LYFT
-    on_scene_us = trips.pickup_us - rng.exponential(60.0, n).astype(np.int64) * US_PER_SECOND
-    shared_request = rng.random(n) < SHARED_RIDE_SHARE
-    shared_match = shared_request & (rng.random(n) < 0.4)
+    on_scene_wait = rng.standard_exponential(n)
+    on_scene_wait *= _ON_SCENE_MEAN_SECONDS
+    on_scene_us = on_scene_wait.astype(np.int64)
+    on_scene_us *= -US_PER_SECOND
+    on_scene_us += trips.pickup_us
+    shared_request = _bernoulli_rows(rng, n, SHARED_RIDE_SHARE)
+    shared_match = shared_request[rng.random(len(shared_request)) < 0.4]
     fare = trips.fare
-    tips = np.where(rng.random(n) < 0.18, fare * rng.uniform(0.1, 0.25, n), 0.0)
-    driver_share = np.clip(rng.normal(0.74, 0.07, n), 0.45, 1.0)
+    tips = _tips(rng, fare, np.flatnonzero(_chance(rng, n, 0.18)), 0.1, 0.25)
+    mean, sd, low, high = _DRIVER_SHARE
+    driver_pay = rng.standard_normal(n)
+    driver_pay *= sd
+    driver_pay += mean
+    np.clip(driver_pay, low, high, out=driver_pay)
+    driver_pay *= fare
     return {
         "hvfhs_license_num": Strings(company, _HVFHS_LICENSES),
         "dispatching_base_num": Strings(company, _HVFHS_BASES),
@@ -263,25 +372,33 @@ def _fhvhv(rng: np.random.Generator, trips: Trips) -> dict[str, Column]:
         "trip_miles": trips.miles,
         "trip_time": trips.seconds,
         "base_passenger_fare": fare,
-        "tolls": _tolls(rng, trips),
+        "tolls": Cents(_tolls(rng, trips)),
         "bcf": fare * 0.025,  # Black Car Fund
         "sales_tax": fare * 0.08875,
-        "congestion_surcharge": np.where(trips.congestion_zone, 2.75, 0.0),
-        "airport_fee": np.where(trips.airport, 2.5, 0.0),
+        "congestion_surcharge": Cents(trips.congestion_zone * 2.75),
+        "airport_fee": Cents(trips.airport * 2.5),
         "tips": tips,
-        "driver_pay": fare * driver_share,
-        "shared_request_flag": Strings(shared_request.astype(np.int8), ("N", "Y")),
-        "shared_match_flag": Strings(shared_match.astype(np.int8), ("N", "Y")),
+        "driver_pay": driver_pay,
+        "shared_request_flag": Strings(_codes(n, shared_request), ("N", "Y")),
+        "shared_match_flag": Strings(_codes(n, shared_match), ("N", "Y")),
         "access_a_ride_flag": Strings(company, ("N", " ")),
-        "wav_request_flag": Strings((rng.random(n) < 0.001).astype(np.int8), ("N", "Y")),
-        "wav_match_flag": Strings((rng.random(n) < 0.06).astype(np.int8), ("N", "Y")),
+        "wav_request_flag": Strings(_flags(rng, n, 0.001), ("N", "Y")),
+        "wav_match_flag": Strings(_flags(rng, n, 0.06), ("N", "Y")),
     }
 
 
-def _total(columns: dict[str, Column], parts: set[str]) -> np.ndarray:
-    total = np.zeros(len(columns[next(iter(parts))]))
+def _codes(n: int, rows: np.ndarray) -> np.ndarray:
+    """0/1 codes, 1 on the given rows."""
+    codes = np.zeros(n, dtype=np.int8)
+    codes[rows] = 1
+    return codes
+
+
+def _total(n: int, columns: dict[str, Column], parts: set[str]) -> np.ndarray:
+    total = np.zeros(n)
     for name in sorted(parts):
-        total += np.round(columns[name], 2)
+        column = columns[name]
+        total += column.values if isinstance(column, Cents) else np.round(column, 2)
     return total
 
 

@@ -80,8 +80,12 @@ class MonthTimeline:
 
     def to_wall(self, utc_us: np.ndarray) -> np.ndarray:
         """Real instants (UTC µs) as New York wall-clock µs, tz-naive like the TLC timestamps."""
-        if len(self.transitions_utc_us) == 0:
+        if len(utc_us) == 0:
             return utc_us + self.offsets_us[0]
+        # Usually no change of offset lies between the earliest and latest instant: one offset for all.
+        first, last = np.searchsorted(self.transitions_utc_us, [utc_us.min(), utc_us.max()], side="right")
+        if first == last:
+            return utc_us + self.offsets_us[first]
         return utc_us + self.offsets_us[np.searchsorted(self.transitions_utc_us, utc_us, side="right")]
 
     def slot_hour_of_week(self) -> np.ndarray:
