@@ -45,8 +45,8 @@ MIRROR_PORT ?= 8765
 mirror:  ## serve ../shared/data as the TLC CDN on 127.0.0.1:$(MIRROR_PORT) (fault injection under /_mirror/)
 	PYTHONPATH=plugins $(VENV_PY) -m taxi_anomaly.ingest.mirror --port $(MIRROR_PORT) --data-dir ../shared/data
 
-demo: up  ## start the platform and show where everything is
-	$(PLATFORM) status
+demo: up  ## set up and start the platform, run the pipeline through Airflow on sample data, show the results
+	bash scripts/demo.sh
 
 clean-state: down  ## delete all local state (data, logs, credentials) — irreversible
 	rm -rf .platform

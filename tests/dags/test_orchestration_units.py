@@ -1,0 +1,300 @@
+"""plugins/taxi_anomaly/orchestration without services: job arguments for both backends, backend choice, months,
+promotion, alerts, asset events, the integrity/validation verdicts."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import date
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
+
+import pytest
+
+from taxi_anomaly.orchestration import months, promotion, steps
+from taxi_anomaly.orchestration.jobspec import Locations, SparkJob, job_arguments, template_params
+
+S3_EXTRA = {
+    "endpoint_url": "http://127.0.0.1:9000",
+    "region_name": "us-east-1",
+    "raw_bucket": "tap-raw",
+    "warehouse_bucket": "tap-warehouse",
+    "models_bucket": "tap-models",
+    "reports_bucket": "tap-reports",
+}
+SPARK_LOCAL = {
+    "conn_type": "spark",
+    "host": "local[*]",
+    "extra": {"spark-binary": "spark-submit", "deploy-mode": "client"},
+}
+
+
+@pytest.fixture
+def airflow_connections(monkeypatch, airflow_home):
+    """Connections and Variables as the deployment provides them: AIRFLOW_CONN_* / AIRFLOW_VAR_* variables."""
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_TAP_S3",
+        json.dumps({"conn_type": "generic", "host": "127.0.0.1", "port": 9000, "schema": "http", "extra": S3_EXTRA}),
+    )
+    monkeypatch.setenv("AIRFLOW_CONN_TAP_METASTORE", json.dumps({"conn_type": "generic", "host": "hms", "port": 9083}))
+    monkeypatch.setenv("AIRFLOW_CONN_TAP_SPARK_LOCAL", json.dumps(SPARK_LOCAL))
+    monkeypatch.setenv("AIRFLOW_VAR_TAP_SPARK_IMAGE", "registry.example.com/spark:test")
+    monkeypatch.delenv("AIRFLOW_VAR_TAP_PLATFORM", raising=False)
+
+
+def jobs() -> list[SparkJob]:
+    where = Locations(prefix="t_demo/")
+    return [
+        SparkJob.build(
+            where,
+            trip_type="green",
+            granularity="city",
+            mode="score",
+            score_months=["2024-01"],
+            train_months=[],
+            namespace="taxi",
+            run_id="manual__2026-01-05T06:00:00+00:00",
+            model_version="v20260105T060000-1a2b3c",
+        ),
+        SparkJob.build(
+            where,
+            trip_type="fhvhv",
+            granularity="borough",
+            mode="train-and-score",
+            score_months=["2025-03"],
+            train_months=["2025-02", "2025-01", "2025-02"],
+            namespace="t_x_candidate",
+            run_id="scheduled__2026-01-05T03:00:00+00:00",
+            contamination=0.01,
+            n_estimators=50,
+        ),
+    ]
+
+
+@pytest.mark.parametrize("job", jobs(), ids=lambda j: j.mode)
+def test_job_arguments_parse_into_the_same_job(job):
+    """The Spark job's own argument parser reads back exactly the job described."""
+    from anomaly_detection.args import parse_args
+
+    parsed = parse_args(job_arguments(job))
+    assert (parsed.trip_type, parsed.granularity, parsed.mode) == (job.trip_type, job.granularity, job.mode)
+    assert parsed.score_months == job.score_months and parsed.train_months == job.train_months
+    assert (parsed.raw_uri, parsed.models_uri, parsed.namespace) == (job.raw_uri, job.models_uri, job.namespace)
+    assert (parsed.model_version, parsed.contamination, parsed.n_estimators) == (
+        job.model_version,
+        job.contamination,
+        job.n_estimators,
+    )
+    assert parsed.run_id == job.run_id and parsed.zones_uri == job.zones_uri
+
+
+def test_locations_follow_the_connection_and_the_prefix():
+    conn = SimpleNamespace(extra_dejson={**S3_EXTRA, "raw_bucket": "raw-b", "models_bucket": "models-b"})
+    where = Locations.from_connection(conn, "t_1/")
+    assert where.raw_uri == "s3a://raw-b/t_1/tlc"
+    assert where.models_uri == "s3a://models-b/t_1/isolation-forest"
+    assert where.zones_uri == "s3a://raw-b/t_1/tlc/misc/taxi_zone_lookup.csv"
+    assert where.models_key("green", "city", "promoted.json") == "t_1/isolation-forest/green/city/promoted.json"
+    with pytest.raises(ValueError, match="must end with '/'"):
+        Locations(prefix="t_1")
+
+
+def test_job_descriptions_that_cannot_run_are_refused():
+    where = Locations()
+    common = {"trip_type": "green", "namespace": "taxi", "run_id": "r"}
+    with pytest.raises(ValueError, match="needs score_months"):
+        SparkJob.build(where, granularity="city", mode="score", score_months=[], train_months=[], **common)
+    with pytest.raises(ValueError, match="resolved"):
+        SparkJob.build(
+            where, granularity="city", mode="score", score_months=["2024-01"], model_version="promoted", **common
+        )
+    borough = SparkJob.build(where, granularity="borough", mode="score", score_months=["2024-01"], **common)
+    assert borough.zones_uri == "s3a://tap-raw/tlc/misc/taxi_zone_lookup.csv"
+
+
+@pytest.mark.parametrize("job", jobs(), ids=lambda j: j.mode)
+def test_kubernetes_and_local_backends_run_the_same_arguments(airflow_connections, job):
+    """The SparkApplication rendered from include/spark/sparkapplication.yaml and the local spark-submit command
+    carry the same argument list, built by one function."""
+    from airflow.sdk.execution_time.context import ConnectionAccessor, VariableAccessor
+
+    from taxi_anomaly.orchestration.backends import ENTRY_POINT, KubernetesSparkApplication, LocalSparkSubmit
+
+    context = {
+        "run_id": job.run_id,
+        "dag": SimpleNamespace(dag_id="tap_backfill", template_searchpath=None),
+        "conn": ConnectionAccessor(),
+        "var": {"value": VariableAccessor(deserialize_json=False), "json": VariableAccessor(deserialize_json=True)},
+    }
+    operator, rendered = KubernetesSparkApplication().render(job, context)
+    app = operator.template_body["spark"]
+    assert app["spec"]["arguments"] == job_arguments(job)
+    assert app["spec"]["mainApplicationFile"].endswith("spark_jobs/run_anomaly_detection.py")
+    assert app["metadata"]["labels"]["taxi-anomaly/trip-type"] == job.trip_type
+    assert rendered["params"] == template_params(job)
+
+    command = LocalSparkSubmit().command(job)
+    assert command[:3] == ["spark-submit", "--master", "local[*]"]
+    entry = command.index(str(ENTRY_POINT))
+    assert command[entry + 1 :] == job_arguments(job)
+
+
+def test_backend_is_chosen_by_one_setting_at_run_time(airflow_connections, monkeypatch):
+    from taxi_anomaly.orchestration.backends import KubernetesSparkApplication, LocalSparkSubmit, choose_backend
+
+    assert isinstance(choose_backend(), LocalSparkSubmit)  # nothing set: local
+    monkeypatch.setenv("AIRFLOW_VAR_TAP_PLATFORM", "kubernetes")
+    monkeypatch.setenv("AIRFLOW_VAR_TAP_K8S_NAMESPACE", "tap-staging")
+    chosen = choose_backend()
+    assert isinstance(chosen, KubernetesSparkApplication) and chosen.namespace == "tap-staging"
+    monkeypatch.setenv("AIRFLOW_VAR_TAP_PLATFORM", "yarn")
+    with pytest.raises(ValueError, match="tap_platform must be 'local' or 'kubernetes', got 'yarn'"):
+        choose_backend()
+
+
+def test_daily_look_back_months():
+    assert months.candidate_months(date(2026, 2, 14), 4) == ["2025-10", "2025-11", "2025-12", "2026-01"]
+    assert months.candidate_months(date(2026, 1, 1), 1) == ["2025-12"]
+    assert months.shift_month("2024-01", -13) == "2022-12"
+
+
+def test_landed_months_and_training_window():
+    keys = [
+        "p/tlc/green/year=2024/month=01/_manifest.json",
+        "p/tlc/green/year=2024/month=01/green_tripdata_2024-01.parquet",
+        "p/tlc/green/year=2023/month=11/_manifest.json",
+        "p/tlc/green/year=2023/month=12/_validation.json",  # not landed: no manifest
+        "p/tlc/yellow/year=2024/month=02/_manifest.json",
+        "p/tlc/green/year=2023/month=08/_manifest.json",
+    ]
+    landed = months.landed_months_from_keys(keys, "green")
+    assert landed == ["2023-08", "2023-11", "2024-01"]
+    assert months.training_window(landed, 3) == {"train_months": ["2023-11"], "holdout_month": "2024-01"}
+    assert months.training_window(landed, 6)["train_months"] == ["2023-08", "2023-11"]
+    assert months.training_window(landed, 6, "2023-11") == {"train_months": ["2023-08"], "holdout_month": "2023-11"}
+    with pytest.raises(ValueError, match="has not landed"):
+        months.training_window(landed, 3, "2023-12")
+    with pytest.raises(ValueError, match="backfill the history first"):
+        months.training_window(["2024-01"], 3)
+
+
+def evaluation(version, anomalies, windows=1488, contamination=0.005, month="2024-01"):
+    return promotion.Evaluation(version, month, windows, anomalies, contamination)
+
+
+def test_promotion_rules():
+    first = promotion.decide(evaluation("v2", 9), None, 0.002)
+    assert first.promote and first.reason == "no promoted model yet"
+    better = promotion.decide(evaluation("v2", 8), evaluation("v1", 40), 0.002)  # 0.5 % vs 2.7 % flagged
+    assert better.promote and better.reason.startswith("not worse")
+    tie = promotion.decide(evaluation("v2", 10), evaluation("v1", 8), 0.002)  # within the tolerance
+    assert tie.promote
+    worse = promotion.decide(evaluation("v2", 60), evaluation("v1", 7), 0.002)  # alert storm
+    assert not worse.promote and worse.reason.startswith("worse")
+    blind = promotion.decide(evaluation("v2", 0, windows=0), evaluation("v1", 7), 0.002)
+    assert not blind.promote
+    with pytest.raises(ValueError, match="different months"):
+        promotion.decide(evaluation("v2", 8), evaluation("v1", 8, month="2023-12"), 0.002)
+    pointer = promotion.pointer_document(better, {"version": "v1"}, "run-1")
+    assert (pointer["version"], pointer["previous"], pointer["run_id"]) == ("v2", "v1", "run-1")
+    assert pointer["evaluation"]["candidate"]["calibration_error"] == pytest.approx(abs(8 / 1488 - 0.005), abs=1e-6)
+
+
+def summary(status, reason=None, **extra):
+    return {
+        "trip_type": "green",
+        "month": "2024-01",
+        "status": status,
+        "reason": reason,
+        "message": f"green_tripdata_2024-01.parquet: {status} {reason or ''}",
+        "file_name": "green_tripdata_2024-01.parquet",
+        "warnings": [],
+        **extra,
+    }
+
+
+def test_integrity_and_validation_steps_fail_on_their_own_reasons():
+    landed = summary("landed", rows=56551, bytes=1362284, official={"rows": 56551, "bytes": 1362284})
+    assert steps.integrity_result(landed)["official_rows"] == 56551
+    assert steps.validation_result({**landed, "validation": {"suite": "green", "passed": True}})["suite"] == "green"
+
+    truncated = summary("quarantined", "truncated_parquet")
+    with pytest.raises(steps.PipelineError, match=r"integrity check failed \(truncated_parquet\)"):
+        steps.integrity_result(truncated)
+
+    invalid = summary("quarantined", "validation_failed", quarantine={"failed_expectations": ["pickup in month"]})
+    assert steps.integrity_result(invalid)["status"] == "quarantined"  # not an integrity problem
+    with pytest.raises(steps.PipelineError, match=r"validation failed \(validation_failed\).*pickup in month"):
+        steps.validation_result(invalid)
+
+
+def test_expected_windows_of_a_city_month():
+    assert steps.expected_windows("city", "2024-02") == 29 * 48
+    assert steps.expected_windows("city", "2025-03") == 31 * 48 - 2  # 2025-03-09: 02:00-03:00 does not exist
+    assert steps.expected_windows("city", "2025-11") == 30 * 48  # the repeated hour is one window (exposure 2)
+    assert steps.expected_windows("borough", "2024-02") is None
+
+
+def test_asset_events_become_scoring_targets():
+    from taxi_anomaly.orchestration.assets import RAW_ASSETS, targets_from_events
+
+    events = {
+        RAW_ASSETS["green"]: [
+            SimpleNamespace(extra={"months": ["2024-01"], "namespace": "taxi", "storage_prefix": ""}),
+            SimpleNamespace(extra={"months": ["2024-02", "2024-01"], "namespace": "taxi", "storage_prefix": ""}),
+        ],
+        RAW_ASSETS["fhvhv"]: [
+            SimpleNamespace(extra={"months": ["2025-04"], "namespace": "t_x", "storage_prefix": "p/"})
+        ],
+    }
+    found = targets_from_events(events)
+    assert [(t["trip_type"], t["month"], t["namespace"]) for t in found] == [
+        ("fhvhv", "2025-04", "t_x"),
+        ("green", "2024-01", "taxi"),
+        ("green", "2024-02", "taxi"),
+    ]
+    assert targets_from_events({}) == []
+
+
+class _Hook(BaseHTTPRequestHandler):
+    received: list[dict] = []
+
+    def do_POST(self):  # noqa: N802
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).received.append(json.loads(body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_alert_is_logged_and_posted_to_the_webhook(caplog):
+    from taxi_anomaly.orchestration.alerts import Alert, deliver
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        alert = Alert("tap_backfill", "month.gx_validation", "manual__1", 0, 1, "PipelineError: bad", "green 2024-01")
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        with caplog.at_level("ERROR", logger="taxi_anomaly.alerts"):
+            channels = deliver(alert, url, None, "tap_smtp")
+        assert channels == ["log", "webhook"]
+        assert "FAILED tap_backfill.month.gx_validation [green 2024-01]" in caplog.text
+        assert _Hook.received[-1]["alert"]["error"] == "PipelineError: bad"
+        assert "green 2024-01" in _Hook.received[-1]["text"]
+        # A dead webhook is logged, and the alert still reaches the log.
+        assert deliver(alert, "http://127.0.0.1:9/nothing", None, "tap_smtp") == ["log"]
+    finally:
+        server.shutdown()
+
+
+def test_alert_reads_the_task_context():
+    from taxi_anomaly.orchestration.alerts import alert_from_context
+
+    ti = SimpleNamespace(
+        dag_id="tap_backfill", task_id="month.download", map_index=2, try_number=4, rendered_map_index="fhvhv 2025-04"
+    )
+    alert = alert_from_context({"ti": ti, "run_id": "manual__x", "exception": TimeoutError("CDN stalled")})
+    assert alert.title == "[taxi-anomaly] FAILED tap_backfill.month.download [fhvhv 2025-04] (try 4)"
+    assert alert.error == "TimeoutError: CDN stalled" and alert.map_index == 2
