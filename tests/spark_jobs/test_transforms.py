@@ -242,3 +242,44 @@ def test_a_fare_surge_moves_fare_per_mile_only_and_a_longer_trip_mix_moves_dista
     assert fare_surge.z_log_fare_per_mile > 5 and abs(fare_surge.z_log_distance) < 2
     assert distance_shift.z_log_distance > 5 and abs(distance_shift.z_log_fare_per_mile) < 2
     assert abs(distance_shift.z_log_speed) < 2 and abs(fare_surge.z_pay_share) < 2
+
+
+def test_window_table_scans_each_raw_month_once_without_python(spark, tmp_path):
+    """The raw months are the only large input: one native scan each, no Python step before scoring."""
+    from anomaly_detection.args import parse_args
+    from anomaly_detection.job import window_table
+
+    for month in ("2024-01", "2024-02"):
+        raw = spark.createDataFrame(
+            [
+                (
+                    "HV0003",
+                    ts(f"{month}-03 08:05:00"),
+                    ts(f"{month}-03 08:20:00"),
+                    132,
+                    48,
+                    17.5,
+                    900,
+                    60.0,
+                    45.0,
+                    2.5,
+                    "N",
+                )
+            ],
+            FHVHV_COLUMNS,
+        )
+        raw.write.parquet(str(tmp_path / f"fhvhv_tripdata_{month}.parquet"))
+    args = parse_args(
+        [
+            *("--trip-type", "fhvhv", "--granularity", "zone", "--mode", "train", "--train-months", "2024-01,2024-02"),
+            *("--raw-uri", f"file://{tmp_path}", "--input-layout", "flat", "--models-uri", f"file://{tmp_path}/m"),
+        ]
+    )
+    windows = window_table(spark, args, args.train_months)
+    plan = windows._jdf.queryExecution().executedPlan().toString()
+    assert plan.count("FileScan parquet") == 2
+    assert "Python" not in plan and "ExistingRDD" not in plan
+    assert sorted(windows.where(F.col("trips") > 0).select("key", "month").collect()) == [
+        ("132", "2024-01"),
+        ("132", "2024-02"),
+    ]
