@@ -119,18 +119,10 @@ def ingest_month(
                 f"{report.describe_failures()}"
             )
             return run.quarantine(local, fetched, VALIDATION_FAILED, message, {}, report)
-        manifest = Manifest(
-            file_name=run.name,
-            source_url=run.url,
-            bucket=settings.raw_bucket,
-            key=run.keys.data,
-            bytes=fetched.bytes,
-            sha256=fetched.sha256,
+        manifest = run.manifest(
+            fetched,
             rows=facts.rows,
             schema_fingerprint=facts.schema_fingerprint,
-            content_length=fetched.content_length,
-            etag=fetched.etag,
-            last_modified=fetched.last_modified,
             trip_type=trip_type,
             month=str(month),
             row_groups=facts.row_groups,
@@ -139,8 +131,6 @@ def ingest_month(
             normalisation=report.normalisation,
             official=_official_summary(official),
             validation=_validation_summary(report, run.keys),
-            download_seconds=round(fetched.seconds, 3),
-            attempts=fetched.attempts,
         )
         return run.land(local, manifest, report)
 
@@ -178,21 +168,7 @@ def ingest_zone_lookup(
             zones = check_zone_lookup(local, run.name)
         except IntegrityError as err:
             return run.quarantine(local, fetched, err.reason, str(err), err.details)
-        manifest = Manifest(
-            file_name=run.name,
-            source_url=run.url,
-            bucket=settings.raw_bucket,
-            key=run.keys.data,
-            bytes=fetched.bytes,
-            sha256=fetched.sha256,
-            rows=zones,
-            schema_fingerprint=None,
-            content_length=fetched.content_length,
-            etag=fetched.etag,
-            last_modified=fetched.last_modified,
-            download_seconds=round(fetched.seconds, 3),
-            attempts=fetched.attempts,
-        )
+        manifest = run.manifest(fetched, rows=zones, schema_fingerprint=None)
         return run.land(local, manifest, None, content_type="text/csv")
 
 
@@ -269,6 +245,23 @@ class _Run:
         if previous is not None and previous.sha256 == fetched.sha256:
             return self._skipped(previous, "the downloaded file has the same sha256")
         return fetched
+
+    def manifest(self, fetched: Downloaded, **described: Any) -> Manifest:
+        """The manifest of this download: where it came from and went, its bytes, plus what the checks found."""
+        return Manifest(
+            file_name=self.name,
+            source_url=self.url,
+            bucket=self.bucket,
+            key=self.keys.data,
+            bytes=fetched.bytes,
+            sha256=fetched.sha256,
+            content_length=fetched.content_length,
+            etag=fetched.etag,
+            last_modified=fetched.last_modified,
+            download_seconds=round(fetched.seconds, 3),
+            attempts=fetched.attempts,
+            **described,
+        )
 
     def quarantine(
         self,

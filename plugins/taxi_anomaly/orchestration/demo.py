@@ -82,10 +82,13 @@ def run_dag(client: AirflowClient, dag_id: str, conf: dict[str, Any]) -> dict[st
 def promoted(prefix: str, trip_type: str) -> str | None:
     from taxi_anomaly.ingest import S3Settings
     from taxi_anomaly.ingest.storage import ObjectStore
+    from taxi_anomaly.orchestration.jobspec import Locations
+    from taxi_anomaly.orchestration.promotion import POINTER
 
-    store = ObjectStore(S3Settings.from_env())
-    key = f"{prefix}isolation-forest/{trip_type}/city/promoted.json"
-    return store.get_json("tap-models", key)["version"] if store.exists("tap-models", key) else None
+    store, locations = ObjectStore(S3Settings.from_env()), Locations(prefix=prefix)
+    key = locations.models_key(trip_type, "city", POINTER)
+    bucket = locations.models_bucket
+    return store.get_json(bucket, key)["version"] if store.exists(bucket, key) else None
 
 
 def main(argv: list[str] | None = None) -> int:
