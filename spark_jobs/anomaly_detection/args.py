@@ -11,6 +11,10 @@ from anomaly_detection.windows import GRANULARITIES
 
 TRIP_TYPES = ("yellow", "green", "fhv", "fhvhv")
 MODES = ("train", "score", "train-and-score")
+# Contamination 0.03 is about the labelled share of incident windows in generated months; 100 trees is
+# scikit-learn's default (scores are steady well before; scoring cost grows linearly with trees).
+DEFAULT_CONTAMINATION = 0.03
+DEFAULT_N_ESTIMATORS = 100
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
@@ -25,8 +29,8 @@ class JobArgs:
     models_uri: str
     namespace: str
     model_version: str = "latest"
-    contamination: float = 0.03
-    n_estimators: int = 200
+    contamination: float = DEFAULT_CONTAMINATION
+    n_estimators: int = DEFAULT_N_ESTIMATORS
     run_id: str = ""
     input_layout: str = "partitioned"
     zones_uri: str | None = None
@@ -70,10 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--contamination",
         type=_contamination,
-        default=0.005,
+        default=DEFAULT_CONTAMINATION,
         help="share of training windows above the decision threshold",
     )
-    p.add_argument("--n-estimators", type=int, default=200)
+    p.add_argument("--n-estimators", type=int, default=DEFAULT_N_ESTIMATORS, help="trees of the IsolationForest")
     p.add_argument("--run-id", default="", help="recorded with every output row (default: a new uuid)")
     p.add_argument("--input-layout", default="partitioned", choices=("partitioned", "flat"))
     p.add_argument("--zones-uri", default=None, help="taxi_zone_lookup.csv (needed for borough granularity)")

@@ -67,22 +67,31 @@ def train_bundle(spark: SparkSession, args: JobArgs) -> tuple[ModelBundle, int]:
     return bundle, len(training)
 
 
-def score(
-    spark: SparkSession, args: JobArgs, bundle: ModelBundle, model_version: str, windows: DataFrame | None = None
+def window_features(
+    spark: SparkSession, args: JobArgs, bundle: ModelBundle, windows: DataFrame | None = None
 ) -> DataFrame:
-    """Scored windows of the score months, with all feature columns, ready for both output tables. `windows`:
-    their window table, if the caller has it (cached) already."""
+    """Feature rows of the score months against the bundle's seasonal profile. `windows`: their window table,
+    if the caller has it (cached) already."""
     if windows is None:
         windows = window_table(spark, args, args.score_months)
-    profile = spark.createDataFrame(bundle.profile)
-    features = build_features(windows, profile)
-    scored = score_windows(features, bundle.model)
+    features = build_features(windows, spark.createDataFrame(bundle.profile))
+    return features.withColumn("trip_type", F.lit(args.trip_type))
+
+
+def score(
+    spark: SparkSession, args: JobArgs, bundle: ModelBundle, model_version: str, features: DataFrame | None = None
+) -> DataFrame:
+    """Rows of the anomaly_scores table. Only the columns that table keeps travel through scoring (every
+    column beside the model inputs is queued next to each Arrow batch: measured 1.2 µs a window for the 42
+    feature columns)."""
+    if features is None:
+        features = window_features(spark, args, bundle)
+    kept = [*tables.SCORES_FROM_FEATURES, *bundle.model.features]
+    scored = score_windows(features.select(*dict.fromkeys(kept)), bundle.model)
     return scored.select(
         "*",
-        F.lit(args.trip_type).alias("trip_type"),
         F.lit(model_version).alias("model_version"),
         F.lit(args.run_id).alias("run_id"),
-        F.current_timestamp().alias("computed_at"),
         F.current_timestamp().alias("scored_at"),
     )
 
@@ -130,16 +139,23 @@ def main(spark: SparkSession, args: JobArgs) -> JobResult:
     windows = window_table(spark, args, args.score_months).cache()
     windows.count()
     result.timings_s["windows"] = time.monotonic() - started
-    scored = score(spark, args, bundle, result.model_version, windows).cache()
+    features = window_features(spark, args, bundle, windows).cache()
+    scored = score(spark, args, bundle, result.model_version, features).cache()
     try:
-        tables.replace_partitions(scored, args.namespace, tables.WINDOWS_TABLE)
+        run_columns = [F.lit(args.run_id).alias("run_id"), F.current_timestamp().alias("computed_at")]
+        tables.replace_partitions(features.select("*", *run_columns), args.namespace, tables.WINDOWS_TABLE)
+        result.timings_s["features_and_write"] = time.monotonic() - started - result.timings_s["windows"]
         tables.replace_partitions(scored, args.namespace, tables.SCORES_TABLE)
+        result.timings_s["scoring_and_write"] = (
+            time.monotonic() - started - result.timings_s["windows"] - result.timings_s["features_and_write"]
+        )
         counts = scored.agg(F.count(F.lit(1)), F.sum(F.col("is_anomaly").cast("int"))).first()
     finally:
         scored.unpersist()
+        features.unpersist()
         windows.unpersist()
     result.windows_scored, result.anomalies = int(counts[0]), int(counts[1] or 0)
-    result.timings_s["score_and_write"] = time.monotonic() - started
+    result.timings_s["total_after_training"] = time.monotonic() - started
     log.info(
         "scored %d windows, %d anomalous, model %s, run %s",
         result.windows_scored,

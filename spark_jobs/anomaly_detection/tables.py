@@ -61,6 +61,18 @@ TABLE_DDL = {
         model_version STRING NOT NULL, run_id STRING NOT NULL, scored_at TIMESTAMP
     """,
 }
+# Columns of anomaly_scores copied from the window features (the rest come from scoring and the run).
+SCORES_FROM_FEATURES = (
+    "trip_type",
+    "granularity",
+    "month",
+    "key",
+    "bucket_start",
+    "trips",
+    "fare_mean",
+    "distance_mean",
+    "driver_pay_total",
+)
 PARTITIONS = {
     TRIPS_TABLE: "trip_type, month",
     WINDOWS_TABLE: "trip_type, granularity, month",

@@ -10,7 +10,7 @@ import pytest
 
 from anomaly_detection.evaluation import Episode, evaluate, seasonal_zscore_baseline
 from anomaly_detection.features import DEVIATION_FEATURES, MODEL_FEATURES
-from anomaly_detection.model import ModelBundle, score_windows, train
+from anomaly_detection.model import ModelBundle, pack_positions, score_windows, train
 from anomaly_detection.registry import ModelRegistry, ModelRegistryError
 
 
@@ -46,9 +46,14 @@ def test_an_obvious_outlier_is_flagged_and_explained_by_the_right_feature():
     odd = with_max_abs(odd)
     scores = model.anomaly_scores(odd)
     assert scores[0] > model.threshold
-    tops, sentences = model.explain(odd, scores > model.threshold)
-    assert tops[0][0] == "z_log_rate"
-    assert sentences[0].startswith("trip count below usual")
+    order, sentences = model.explain(model.standardised(odd), scores > model.threshold)
+    assert model.features[order[0][0]] == "z_log_rate"
+    assert "z_max_abs" not in [model.features[i] for i in order[0]]  # a summary, never a reason
+    assert sentences[0].startswith("trip count below usual (-")
+
+
+def test_top_feature_positions_pack_into_decimal_digits_most_first():
+    assert pack_positions(np.array([[4, 0, 2], [0, 1, 3]])).tolist() == [402, 13]
 
 
 @pytest.mark.spark
@@ -64,9 +69,14 @@ def test_score_windows_runs_vectorised_on_spark_and_keeps_every_row(spark):
     assert list(scored.loc["k7", "top_features"])[0] == "z_log_fare_per_mile"
     assert "fare per mile above usual" in scored.loc["k7", "explanation"]
     assert scored.loc[~scored["is_anomaly"], "explanation"].isna().all()
-    # Same numbers as scoring on the driver: the UDF path changes nothing.
-    expected = model.anomaly_scores(frame.set_index("key").loc[scored.index])
+    # Same numbers, labels and explanations as on the driver: the UDF path and the packing change nothing.
+    driver = frame.set_index("key").loc[scored.index]
+    expected = model.anomaly_scores(driver)
     np.testing.assert_allclose(scored["anomaly_score"].to_numpy(), expected)
+    assert (scored["is_anomaly"].to_numpy() == (expected > model.threshold)).all()
+    order, sentences = model.explain(model.standardised(driver), expected > model.threshold)
+    assert [list(t) for t in scored["top_features"]] == [[model.features[i] for i in row] for row in order]
+    assert scored["explanation"].where(scored["is_anomaly"], None).tolist() == sentences
 
 
 @pytest.mark.spark

@@ -97,7 +97,7 @@ class SparkJob:
     run_id: str
     model_version: str = "latest"
     contamination: float = 0.03
-    n_estimators: int = 200
+    n_estimators: int = 100
     zones_uri: str | None = None
     input_layout: str | None = None
     write_trips: bool = False

@@ -102,7 +102,7 @@ def contamination_param(default: float = 0.03) -> Param:
     )
 
 
-def n_estimators_param(default: int = 200) -> Param:
+def n_estimators_param(default: int = 100) -> Param:
     return Param(
         default,
         type="integer",
