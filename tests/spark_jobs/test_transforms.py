@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 
 import pytest
@@ -206,6 +207,26 @@ def test_seasonal_z_scores_judge_a_slot_against_its_own_history(spark):
     row = build_features(today, profile).first()
     assert row.z_log_rate < -5
     assert abs(row.z_log_fare_per_mile) < 1e-9 and abs(row.z_log_distance) < 1e-9
+
+
+def test_a_count_of_two_where_none_is_usual_is_counting_noise_not_a_huge_deviation(spark):
+    # A quiet key (EWR-like): the slot's history is 0, 1, 0, 0 trips, so its MAD is 0. Two trips today must not
+    # read as a 100-sd event: the count scale is at least the Poisson noise of the usual count, 1/sqrt(m + 1).
+    schema = (
+        "granularity STRING, key STRING, bucket_start TIMESTAMP_NTZ, month STRING, exposure INT, trips LONG, "
+        "rate DOUBLE, fare_mean DOUBLE, distance_mean DOUBLE, duration_mean DOUBLE, driver_pay_mean DOUBLE, "
+        "airport_share DOUBLE"
+    )
+    history = [
+        ("borough", "EWR", ts(f"2024-02-{d:02d} 08:00:00"), "2024-02", 1, n, float(n), 30.0, 15.0, 1800.0, 20.0, 1.0)
+        for d, n in ((1, 0), (8, 1), (15, 0), (22, 0))
+    ]
+    profile = seasonal_profile(spark.createDataFrame(history, schema))
+    today = spark.createDataFrame(
+        [("borough", "EWR", ts("2024-02-29 08:00:00"), "2024-02", 1, 2, 2.0, 30.0, 15.0, 1800.0, 20.0, 1.0)], schema
+    )
+    row = build_features(today, profile).first()
+    assert row.z_log_rate == pytest.approx(math.log1p(2))  # median 0 trips: scale 1/sqrt(0 + 1) = 1
 
 
 def test_a_fare_surge_moves_fare_per_mile_only_and_a_longer_trip_mix_moves_distance_only(spark):
