@@ -152,8 +152,8 @@ def build_features(windows: DataFrame, profile: DataFrame) -> DataFrame:
         scale = F.greatest(F.col(f"scale_{name}"), F.lit(floor))
         if name == "log_rate":
             # Counting noise: log1p of a Poisson count with mean m varies by about 1/sqrt(m + 1). Where few
-            # trips are usual (EWR, N/A, small zones) the history's MAD can be far below that, and one extra
-            # trip read as a 10-sd event (measured: 3 pseudo-boroughs took 442 of 467 borough flags).
+            # trips are usual (EWR, N/A, small zones) the history's MAD can be 0, and 2 trips where 0 are usual
+            # read as a 110-sd event (measured: 3 pseudo-boroughs took 442 of 467 borough flags).
             scale = F.greatest(scale, F.exp(-F.col("med_log_rate") / 2))
         z_scores[f"z_{name}"] = F.coalesce((F.col(f"s_{name}") - F.col(f"med_{name}")) / scale, F.lit(0.0))
     lags = {name: F.coalesce(F.col(name), F.lit(0.0)) for name in ("d_prev_day", "d_prev_week", "d_rolling_3h")}
