@@ -54,24 +54,29 @@ def generate(out_dir: Path, trip_type: str, trips: int, seed: int, clean_history
     return [Episode(e.episode_id, e.type, e.start, e.end) for e in result.episodes if e.scope == "city"]
 
 
+def quality_job_args(data: Path, trip_type: str, granularity: str = "city", **options) -> JobArgs:
+    """Train on HISTORY and score TARGET, all read from the flat folder `data` (models kept there too)."""
+    return JobArgs(
+        trip_type=trip_type,
+        granularity=granularity,
+        mode="train-and-score",
+        train_months=HISTORY,
+        score_months=(TARGET,),
+        raw_uri=f"file://{data}",
+        models_uri=f"file://{data}/models",
+        namespace="unused",
+        input_layout="flat",
+        **options,
+    )
+
+
 def run_quality(
     spark, trip_type: str = "fhvhv", trips: int = 1_500_000, seed: int = 1, work_dir: Path | None = None
 ) -> QualityRun:
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         data = Path(tmp)
         episodes = generate(data, trip_type, trips, seed)
-        args = JobArgs(
-            trip_type=trip_type,
-            granularity="city",
-            mode="train-and-score",
-            train_months=HISTORY,
-            score_months=(TARGET,),
-            raw_uri=f"file://{data}",
-            models_uri=f"file://{data}/models",
-            namespace="unused",
-            input_layout="flat",
-            run_id=f"quality-{seed}",
-        )
+        args = quality_job_args(data, trip_type, run_id=f"quality-{seed}")
         bundle, _ = train_bundle(spark, args)
         scored = score(spark, args, bundle, "evaluation").select("bucket_start", "trips", "is_anomaly").toPandas()
         history = window_table(spark, args, HISTORY).select("bucket_start", "trips").toPandas()

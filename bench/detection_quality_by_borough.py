@@ -18,9 +18,8 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from anomaly_detection.args import JobArgs
 from anomaly_detection.job import score, train_bundle
-from bench.detection_quality import HISTORY, TARGET
+from bench.detection_quality import HISTORY, TARGET, quality_job_args
 
 ZONES_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "tlc" / "taxi_zone_lookup.csv"
 # One episode of each type, each in one borough (Staten Island and EWR are too small to judge at 30 minutes).
@@ -62,16 +61,10 @@ def run(spark, trips: int, seed: int, zones_csv: Path, contamination: float = 0.
         )
         report = {"seed": seed, "episodes": [e.to_json() for e in target.episodes]}
         for granularity in ("borough", "city"):
-            args = JobArgs(
-                trip_type="fhvhv",
-                granularity=granularity,
-                mode="train-and-score",
-                train_months=HISTORY,
-                score_months=(TARGET,),
-                raw_uri=f"file://{data}",
-                models_uri=f"file://{data}/models",
-                namespace="unused",
-                input_layout="flat",
+            args = quality_job_args(
+                data,
+                "fhvhv",
+                granularity,
                 run_id=f"borough-quality-{seed}",
                 zones_uri=f"file://{zones_csv}",
                 contamination=contamination,
