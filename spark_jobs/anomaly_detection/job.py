@@ -87,7 +87,7 @@ def score(
     if features is None:
         features = window_features(spark, args, bundle)
     kept = [*tables.SCORES_FROM_FEATURES, *bundle.model.features]
-    scored = score_windows(features.select(*dict.fromkeys(kept)), bundle.model)
+    scored = score_windows(features.select(*kept), bundle.model)
     return scored.select(
         "*",
         F.lit(model_version).alias("model_version"),

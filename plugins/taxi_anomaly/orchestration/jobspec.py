@@ -11,6 +11,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+# The job's own defaults (anomaly_detection.args, a different image); the trigger forms offer the same.
+DEFAULT_CONTAMINATION = 0.03
+DEFAULT_N_ESTIMATORS = 100
+
 MODES = ("train", "score", "train-and-score")
 MODELS_ROOT = "isolation-forest"
 
@@ -96,8 +100,8 @@ class SparkJob:
     namespace: str
     run_id: str
     model_version: str = "latest"
-    contamination: float = 0.03
-    n_estimators: int = 100
+    contamination: float = DEFAULT_CONTAMINATION
+    n_estimators: int = DEFAULT_N_ESTIMATORS
     zones_uri: str | None = None
     input_layout: str | None = None
     write_trips: bool = False

@@ -14,6 +14,8 @@ from typing import Any
 
 from airflow.sdk import Param
 
+from taxi_anomaly.orchestration.jobspec import DEFAULT_CONTAMINATION, DEFAULT_N_ESTIMATORS
+
 TRIP_TYPES = ("yellow", "green", "fhv", "fhvhv")
 GRANULARITIES = ("city", "borough", "zone")
 MONTH_PATTERN = r"^20[0-9]{2}-(0[1-9]|1[0-2])$"
@@ -89,7 +91,7 @@ def model_version_param(default: str = "promoted") -> Param:
     )
 
 
-def contamination_param(default: float = 0.03) -> Param:
+def contamination_param(default: float = DEFAULT_CONTAMINATION) -> Param:
     return Param(
         default,
         type="number",
@@ -102,7 +104,7 @@ def contamination_param(default: float = 0.03) -> Param:
     )
 
 
-def n_estimators_param(default: int = 100) -> Param:
+def n_estimators_param(default: int = DEFAULT_N_ESTIMATORS) -> Param:
     return Param(
         default,
         type="integer",
