@@ -76,11 +76,19 @@ class ModelBundle:
     profile: pd.DataFrame
 
 
+def tree_sample_size(training_windows: int) -> int:
+    """Windows each tree is grown on: 1/32 of the training windows, at least scikit-learn's 256, at most 1024.
+    City history (~4.4 k windows) keeps 256; borough and zone history get 1024. Measured on generated borough
+    months (35 k training windows), top-40 flags: precision 0.70 with 256-window trees, 0.90 with 1024; at city
+    level 1024 was worse (0.77 -> 0.68 at the same contamination)."""
+    return min(training_windows, max(256, min(1024, training_windows // 32)))
+
+
 def train(
     training_features: pd.DataFrame,
     contamination: float = 0.01,
     n_estimators: int = 200,
-    max_samples: int | str = "auto",
+    max_samples: int | None = None,
     seed: int = 42,
 ) -> TrainedModel:
     """Fit StandardScaler + IsolationForest on the driver; the threshold is the training score quantile
@@ -97,6 +105,7 @@ def train(
     if not 0 < contamination < 0.5:
         raise ValueError(f"contamination must be in (0, 0.5), got {contamination}")
     matrix = training_features[list(MODEL_FEATURES)].to_numpy(dtype=np.float64)
+    max_samples = max_samples or tree_sample_size(len(matrix))
     scaler = StandardScaler().fit(matrix)
     forest = IsolationForest(
         n_estimators=n_estimators, max_samples=max_samples, contamination=contamination, random_state=seed, n_jobs=1

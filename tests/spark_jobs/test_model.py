@@ -10,7 +10,7 @@ import pytest
 
 from anomaly_detection.evaluation import Episode, evaluate, seasonal_zscore_baseline
 from anomaly_detection.features import DEVIATION_FEATURES, MODEL_FEATURES
-from anomaly_detection.model import ModelBundle, pack_positions, score_windows, train
+from anomaly_detection.model import ModelBundle, pack_positions, score_windows, train, tree_sample_size
 from anomaly_detection.registry import ModelRegistry, ModelRegistryError
 
 
@@ -30,6 +30,12 @@ def test_train_sets_the_threshold_at_the_contamination_quantile():
     flagged = (model.anomaly_scores(normal_windows(2000)) > model.threshold).mean()
     assert 0.0 < flagged < 0.03
     assert model.training_rows == 2000
+
+
+def test_trees_grow_on_a_thirty_second_of_the_history_between_256_and_1024_windows():
+    assert [tree_sample_size(n) for n in (100, 4_366, 16_384, 34_928, 1_100_000)] == [100, 256, 512, 1024, 1024]
+    model = train(normal_windows(20_000), contamination=0.01, n_estimators=10)
+    assert model.params["max_samples"] == 625 and model.forest.max_samples_ == 625
 
 
 def test_train_rejects_empty_input_and_bad_contamination():

@@ -229,6 +229,29 @@ def test_a_count_of_two_where_none_is_usual_is_counting_noise_not_a_huge_deviati
     assert row.z_log_rate == pytest.approx(math.log1p(2))  # median 0 trips: scale 1/sqrt(0 + 1) = 1
 
 
+def test_means_of_a_handful_of_trips_are_not_judged_but_their_count_is(spark):
+    # A slot with ~40 trips and steady means; today 3 trips with a fare per mile 3x usual. Three trips say nothing
+    # reliable about fares (z 0), but 3 trips where ~40 are usual is itself a deviation.
+    schema = (
+        "granularity STRING, key STRING, bucket_start TIMESTAMP_NTZ, month STRING, exposure INT, trips LONG, "
+        "rate DOUBLE, fare_mean DOUBLE, distance_mean DOUBLE, duration_mean DOUBLE, driver_pay_mean DOUBLE, "
+        "airport_share DOUBLE"
+    )
+    history = [
+        ("zone", "132", ts(f"2024-02-{d:02d} 08:00:00"), "2024-02", 1, n, float(n), fare, 2.0, 600.0, 7.0, 0.5)
+        for d, n, fare in ((1, 40, 10.0), (8, 42, 10.5), (15, 38, 9.5), (22, 40, 10.0))
+    ]
+    profile = seasonal_profile(spark.createDataFrame(history, schema))
+    rows = [
+        ("zone", "132", ts("2024-02-29 08:00:00"), "2024-02", 1, 3, 3.0, 30.0, 2.0, 600.0, 7.0, 0.5),
+        ("zone", "132", ts("2024-03-07 08:00:00"), "2024-03", 1, 10, 10.0, 30.0, 2.0, 600.0, 7.0, 0.5),
+    ]
+    got = {r.trips: r for r in build_features(spark.createDataFrame(rows, schema), profile).collect()}
+    assert got[3].z_log_fare_per_mile == 0.0 and got[3].z_pay_share == 0.0
+    assert got[3].z_log_rate < -5 and got[3].z_max_abs == pytest.approx(abs(got[3].z_log_rate))
+    assert got[10].z_log_fare_per_mile > 5  # from MIN_TRIPS_FOR_MEANS trips on, means are judged again
+
+
 def test_a_fare_surge_moves_fare_per_mile_only_and_a_longer_trip_mix_moves_distance_only(spark):
     """Signals are decorrelated: one cause shows in one feature, so noise does not pile up across features."""
     schema = (
