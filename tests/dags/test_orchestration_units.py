@@ -88,6 +88,38 @@ def test_job_arguments_parse_into_the_same_job(job):
     assert parsed.run_id == job.run_id and parsed.zones_uri == job.zones_uri
 
 
+def test_a_job_without_contamination_gets_the_granularity_default_the_spark_job_uses():
+    """The orchestration image keeps its own copy of the job's defaults (a different image): they must agree."""
+    from anomaly_detection import args as job_args
+    from taxi_anomaly.orchestration import jobspec
+
+    assert jobspec.DEFAULT_CONTAMINATION == job_args.DEFAULT_CONTAMINATION
+    assert jobspec.DEFAULT_N_ESTIMATORS == job_args.DEFAULT_N_ESTIMATORS
+    where = Locations(prefix="t_demo/")
+    for granularity in ("city", "borough"):
+        job = SparkJob.build(
+            where,
+            trip_type="fhvhv",
+            granularity=granularity,
+            mode="train",
+            train_months=["2025-01"],
+            namespace="taxi",
+            run_id="r1",
+        )
+        assert job.contamination == job_args.DEFAULT_CONTAMINATION[granularity]
+        assert job_args.parse_args(job_arguments(job)).contamination == job.contamination
+    with pytest.raises(ValueError, match="granularity must be one of city, borough, zone, got 'street'"):
+        SparkJob.build(
+            where,
+            trip_type="fhvhv",
+            granularity="street",
+            mode="train",
+            train_months=["2025-01"],
+            namespace="taxi",
+            run_id="r1",
+        )
+
+
 def test_locations_follow_the_connection_and_the_prefix():
     conn = SimpleNamespace(extra_dejson={**S3_EXTRA, "raw_bucket": "raw-b", "models_bucket": "models-b"})
     where = Locations.from_connection(conn, "t_1/")

@@ -83,7 +83,7 @@ def test_backfill_rejects_bad_values_naming_the_param(dagbag, conf, names):
     [
         ({"contamination": 0}, ["contamination", "less than or equal to the minimum of 0"]),
         ({"contamination": 0.5}, ["contamination", "greater than the maximum of 0.2"]),
-        ({"contamination": "0.01"}, ["contamination", "is not of type 'number'"]),
+        ({"contamination": "0.01"}, ["contamination", "is not of type 'null', 'number'"]),
         ({"n_estimators": 5}, ["n_estimators", "less than the minimum of 10"]),
         ({"n_estimators": 100.5}, ["n_estimators", "is not of type 'integer'"]),
         ({"train_window_months": 0}, ["train_window_months"]),

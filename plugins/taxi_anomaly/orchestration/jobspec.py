@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 # The job's own defaults (anomaly_detection.args, a different image); the trigger forms offer the same.
-DEFAULT_CONTAMINATION = 0.03
+DEFAULT_CONTAMINATION = {"city": 0.03, "borough": 0.01, "zone": 0.004}
 DEFAULT_N_ESTIMATORS = 100
 
 MODES = ("train", "score", "train-and-score")
@@ -83,7 +83,7 @@ class SparkJob:
     :param namespace: Iceberg namespace of the output tables.
     :param run_id: recorded with every output row; the Airflow run id, as the Kubernetes template renders it.
     :param model_version: version to score with (a registry name or 'latest'; never 'promoted', resolve first).
-    :param contamination: share of training windows above the threshold.
+    :param contamination: share of training windows above the threshold (None: the granularity's default).
     :param n_estimators: trees of the IsolationForest.
     :param zones_uri: taxi_zone_lookup.csv; required for borough granularity.
     :param input_layout: 'partitioned' (the raw zone) or 'flat'.
@@ -100,7 +100,7 @@ class SparkJob:
     namespace: str
     run_id: str
     model_version: str = "latest"
-    contamination: float = DEFAULT_CONTAMINATION
+    contamination: float | None = None
     n_estimators: int = DEFAULT_N_ESTIMATORS
     zones_uri: str | None = None
     input_layout: str | None = None
@@ -110,6 +110,8 @@ class SparkJob:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.granularity not in DEFAULT_CONTAMINATION:
+            raise ValueError(f"granularity must be one of {', '.join(DEFAULT_CONTAMINATION)}, got {self.granularity!r}")
         if self.model_version == "promoted":
             raise ValueError("model_version 'promoted' must be resolved to a version before building the job")
         if self.mode != "train" and not self.score_months:
@@ -118,6 +120,8 @@ class SparkJob:
             raise ValueError(f"mode {self.mode} needs train_months")
         if self.granularity == "borough" and not self.zones_uri:
             raise ValueError("granularity borough needs zones_uri (the taxi zone lookup)")
+        if self.contamination is None:
+            object.__setattr__(self, "contamination", DEFAULT_CONTAMINATION[self.granularity])
 
     @classmethod
     def build(cls, locations: Locations, **fields: Any) -> SparkJob:

@@ -91,15 +91,16 @@ def model_version_param(default: str = "promoted") -> Param:
     )
 
 
-def contamination_param(default: float = DEFAULT_CONTAMINATION) -> Param:
+def contamination_param(default: float | None = None) -> Param:
+    defaults = ", ".join(f"{g} {c}" for g, c in DEFAULT_CONTAMINATION.items())
     return Param(
         default,
-        type="number",
+        type=["null", "number"],
         exclusiveMinimum=0,
         maximum=0.2,
         title="Contamination",
         description="Share of training windows expected to be anomalous; sets the model's decision threshold. "
-        "Between 0 (exclusive) and 0.2.",
+        f"Between 0 (exclusive) and 0.2; empty = the granularity's default ({defaults}).",
         section=SECTION_MODEL,
     )
 

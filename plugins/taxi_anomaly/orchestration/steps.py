@@ -408,7 +408,7 @@ def plan_retraining(
 
 
 def candidate_job(
-    runtime: Runtime, plan: dict[str, Any], contamination: float, n_estimators: int, run_id: str
+    runtime: Runtime, plan: dict[str, Any], contamination: float | None, n_estimators: int, run_id: str
 ) -> SparkJob:
     """Train on the window and score the evaluation month into the candidate's evaluation namespace."""
     return SparkJob.build(

@@ -276,7 +276,9 @@ def train_candidate(plan: dict[str, Any], params: dict[str, Any] | None = None, 
     _label(plan)
     params = params or {}
     runtime = _runtime(plan)
-    job = steps.candidate_job(runtime, plan, float(params["contamination"]), int(params["n_estimators"]), run_id)
+    contamination = params.get("contamination")
+    contamination = None if contamination is None else float(contamination)
+    job = steps.candidate_job(runtime, plan, contamination, int(params["n_estimators"]), run_id)
     steps.run_spark(job, get_current_context())
     version = steps.trained_version(runtime, plan["trip_type"], plan["granularity"], run_id)
     return {**plan, "candidate": version}
