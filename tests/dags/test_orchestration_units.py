@@ -96,28 +96,13 @@ def test_a_job_without_contamination_gets_the_granularity_default_the_spark_job_
     assert jobspec.DEFAULT_CONTAMINATION == job_args.DEFAULT_CONTAMINATION
     assert jobspec.DEFAULT_N_ESTIMATORS == job_args.DEFAULT_N_ESTIMATORS
     where = Locations(prefix="t_demo/")
+    training = {"trip_type": "fhvhv", "mode": "train", "train_months": ["2025-01"], "namespace": "taxi", "run_id": "r1"}
     for granularity in ("city", "borough"):
-        job = SparkJob.build(
-            where,
-            trip_type="fhvhv",
-            granularity=granularity,
-            mode="train",
-            train_months=["2025-01"],
-            namespace="taxi",
-            run_id="r1",
-        )
+        job = SparkJob.build(where, granularity=granularity, **training)
         assert job.contamination == job_args.DEFAULT_CONTAMINATION[granularity]
         assert job_args.parse_args(job_arguments(job)).contamination == job.contamination
     with pytest.raises(ValueError, match="granularity must be one of city, borough, zone, got 'street'"):
-        SparkJob.build(
-            where,
-            trip_type="fhvhv",
-            granularity="street",
-            mode="train",
-            train_months=["2025-01"],
-            namespace="taxi",
-            run_id="r1",
-        )
+        SparkJob.build(where, granularity="street", **training)
 
 
 def test_locations_follow_the_connection_and_the_prefix():
