@@ -10,7 +10,7 @@ import pytest
 
 from anomaly_detection.evaluation import Episode, evaluate, seasonal_zscore_baseline
 from anomaly_detection.features import DEVIATION_FEATURES, MODEL_FEATURES
-from anomaly_detection.model import ModelBundle, pack_positions, score_windows, train, tree_sample_size
+from anomaly_detection.model import ModelBundle, pack_positions, score_windows, shrink, train, tree_sample_size
 from anomaly_detection.registry import ModelRegistry, ModelRegistryError
 
 
@@ -52,10 +52,31 @@ def test_an_obvious_outlier_is_flagged_and_explained_by_the_right_feature():
     odd = with_max_abs(odd)
     scores = model.anomaly_scores(odd)
     assert scores[0] > model.threshold
-    order, sentences = model.explain(model.standardised(odd), scores > model.threshold)
+    order, sentences = model.explain(model.deviations(odd), scores > model.threshold)
     assert model.features[order[0][0]] == "z_log_rate"
     assert "z_max_abs" not in [model.features[i] for i in order[0]]  # a summary, never a reason
     assert sentences[0].startswith("trip count below usual (-")
+
+
+def test_deviations_inside_the_dead_zone_count_as_noise_and_incidents_outrank_moderate_scatter():
+    assert shrink(np.array([7.0, -7.0, 3.0, -5.0]), 5.0).tolist() == [2.0, -2.0, 0.0, 0.0]
+    rng = np.random.default_rng(4)
+    history = normal_windows(3000)
+    incidents = history.sample(60, random_state=1).copy()  # history has incidents too: one signal far off
+    for row, feature in zip(incidents.index, rng.choice(list(DEVIATION_FEATURES), size=60), strict=True):
+        incidents.loc[row, feature] = rng.choice([-1, 1]) * rng.uniform(10, 40)
+    model = train(
+        with_max_abs(pd.concat([history, incidents], ignore_index=True)), contamination=0.02, n_estimators=100
+    )
+    assert model.dead_zone == 5.0 and model.params["dead_zone_sd"] == 5.0
+    scatter = pd.DataFrame([[4.5, -4.5, 4.5, -4.5, 0.0]], columns=list(DEVIATION_FEATURES))
+    quiet = pd.DataFrame([[0.0] * len(DEVIATION_FEATURES)], columns=list(DEVIATION_FEATURES))
+    incident = quiet.assign(z_log_rate=-15.0)
+    scores = model.anomaly_scores(with_max_abs(pd.concat([scatter, quiet, incident], ignore_index=True)))
+    assert scores[0] == pytest.approx(scores[1])  # four 4.5-sd deviations look like none at all
+    assert scores[2] > model.threshold > scores[0]
+    with pytest.raises(ValueError, match="dead_zone"):
+        train(normal_windows(100), dead_zone=-1.0)
 
 
 def test_top_feature_positions_pack_into_decimal_digits_most_first():
@@ -80,7 +101,7 @@ def test_score_windows_runs_vectorised_on_spark_and_keeps_every_row(spark):
     expected = model.anomaly_scores(driver)
     np.testing.assert_allclose(scored["anomaly_score"].to_numpy(), expected)
     assert (scored["is_anomaly"].to_numpy() == (expected > model.threshold)).all()
-    order, sentences = model.explain(model.standardised(driver), expected > model.threshold)
+    order, sentences = model.explain(model.deviations(driver), expected > model.threshold)
     assert [list(t) for t in scored["top_features"]] == [[model.features[i] for i in row] for row in order]
     assert scored["explanation"].where(scored["is_anomaly"], None).tolist() == sentences
 
