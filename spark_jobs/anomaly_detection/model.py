@@ -69,7 +69,18 @@ class TrainedModel:
         return self.scaler.transform(shrink(deviations, self.dead_zone))
 
     def scores_of(self, deviations: np.ndarray) -> np.ndarray:
-        return -self.forest.score_samples(self.forest_inputs(deviations))
+        """Forest scores of the rows. Rows entirely inside the dead zone all look alike to the forest (every
+        input 0), so it scores one of them and copies the score (the same number). Most windows are such rows
+        (99.5 % of the zone windows of a generated fhvhv month: the forest's cost fell from 3.8 to 0.23 µs a
+        window)."""
+        shrunk = shrink(deviations, self.dead_zone)
+        quiet = ~shrunk.any(axis=1)
+        scores = np.empty(len(shrunk))
+        if quiet.any():
+            scores[quiet] = -self.forest.score_samples(self.scaler.transform(shrunk[quiet][:1]))[0]
+        if not quiet.all():
+            scores[~quiet] = -self.forest.score_samples(self.scaler.transform(shrunk[~quiet]))
+        return scores
 
     def explain(self, deviations: np.ndarray, flagged: np.ndarray, k: int = TOP_FEATURES) -> tuple[np.ndarray, list]:
         """For rows of deviations: per row the positions (in self.features) of the k features furthest from

@@ -79,6 +79,18 @@ def test_deviations_inside_the_dead_zone_count_as_noise_and_incidents_outrank_mo
         train(normal_windows(100), dead_zone=-1.0)
 
 
+def test_rows_inside_the_dead_zone_get_exactly_the_forest_score_of_a_quiet_row():
+    model = train(normal_windows(2000), contamination=0.01, n_estimators=50, dead_zone=2.0)
+    rows = normal_windows(300, seed=5)
+    deviations = model.deviations(rows)
+    every_row_through_the_forest = -model.forest.score_samples(model.forest_inputs(deviations))
+    quiet = (np.abs(deviations) <= 2.0).all(axis=1)
+    assert 0 < quiet.sum() < len(rows)  # both kinds in the batch
+    np.testing.assert_array_equal(model.scores_of(deviations), every_row_through_the_forest)
+    for subset in (quiet, ~quiet):  # batches of one kind only
+        np.testing.assert_array_equal(model.scores_of(deviations[subset]), every_row_through_the_forest[subset])
+
+
 def test_top_feature_positions_pack_into_decimal_digits_most_first():
     assert pack_positions(np.array([[4, 0, 2], [0, 1, 3]])).tolist() == [402, 13]
 
