@@ -28,7 +28,7 @@ TOP_FEATURES = 3
 # Deviations up to this many robust sd count as noise for the forest (they become 0; larger ones lose this much).
 # Without it the forest ranked night windows with three or four 3-6 sd deviations above 15-60 sd incidents: a
 # new incident resembles the incidents of the history, so it is not isolated faster than the scatter of several
-# moderate deviations. Measured with the job's features on generated months (pandas replica, 5 forest seeds),
+# moderate deviations. Measured with the job's features on generated months (pandas replica, 3-5 forest seeds),
 # bucket precision at the default contamination, every episode found in every run:
 # city 600 k trips seeds 1/2 0.75/0.81 -> 0.87/0.94, 3 M seeds 2/3 0.69/0.69 -> 0.96/0.91;
 # borough 1.5 M seeds 1/2 0.77/0.73 -> 1.00/0.99; zone 15 M 0.76 -> 1.00. 4 sd was in between; 6 sd lost a
