@@ -165,6 +165,13 @@ class _Handler(BaseHTTPRequestHandler):
             return
         size = file.stat().st_size
         declared = size + fault.length_delta if fault is not None and fault.mode == "wrong_length" else size
+        limit = 0 if head else size
+        if not head and fault is not None and fault.mode in ("drop", "stall"):
+            limit = size // 2 if fault.after_bytes is None else min(fault.after_bytes, size)
+        elif not head and fault is not None and fault.mode == "wrong_length":
+            limit = min(size, max(declared, 0))
+        # Recorded before the headers go out: a HEAD's client may read the log as soon as it has them.
+        self._record(HTTPStatus.OK, limit, fault)
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", _content_type(file))
         self.send_header("Content-Length", str(max(declared, 0)))
@@ -174,12 +181,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
             self.close_connection = True
         self.end_headers()
-        limit = 0 if head else size
-        if not head and fault is not None and fault.mode in ("drop", "stall"):
-            limit = size // 2 if fault.after_bytes is None else min(fault.after_bytes, size)
-        elif not head and fault is not None and fault.mode == "wrong_length":
-            limit = min(size, max(declared, 0))
-        self._record(HTTPStatus.OK, limit, fault)  # before the body: the client may act on it at once
         with file.open("rb") as body:
             _copy(body, self.wfile, limit)
         if fault is not None and fault.mode == "stall":
