@@ -13,9 +13,10 @@ TRIP_TYPES = ("yellow", "green", "fhv", "fhvhv")
 MODES = ("train", "score", "train-and-score")
 # Contamination by granularity: the share of windows expected under an incident. City-wide, 0.03 is about the
 # labelled share in generated months. Most incidents touch one borough or a few zones, so a finer key is under an
-# incident in fewer of its windows. Measured on generated months with borough-wide episodes (bench/README.md):
-# borough, 0.03 flagged 6x more windows than were under an incident (precision 0.15), 0.01 gave 0.72-0.76 with
-# every episode found; zone (15 M trips a month), 0.004 gave 0.76 with every episode found, 0.005 0.68.
+# incident in fewer of its windows. Measured, before the model's dead zone, on generated months with borough-wide
+# episodes (bench/README.md): borough, 0.03 flagged 6x more windows than were under an incident (precision
+# 0.15), 0.01 gave 0.72-0.76 with every episode found; zone (15 M trips a month), 0.004 gave 0.76 with every
+# episode found, 0.005 0.68.
 # 100 trees is scikit-learn's default (scores are steady well before; scoring cost grows linearly with trees).
 DEFAULT_CONTAMINATION = {"city": 0.03, "borough": 0.01, "zone": 0.004}
 DEFAULT_N_ESTIMATORS = 100
