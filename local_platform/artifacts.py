@@ -21,6 +21,8 @@ TRINO_VERSION = "476"
 ICEBERG_VERSION = "1.11.0"
 HADOOP_VERSION = "3.4.2"  # must match the Hadoop bundled with pyspark 4.1.x
 AWS_SDK_VERSION = "2.44.4"  # the SDK inside iceberg-aws-bundle 1.11.0
+KAFKA_VERSION = "4.4.0"
+KAFKA_BROKER_LOCK = Path(__file__).resolve().parent / "kafka-broker.lock"
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,50 @@ SPARK_JARS = (
     ),
 )
 METASTORE_JARS = SPARK_JARS[1:]
+
+# Spark's Kafka source and sink (the streaming job only). The token provider is served at 4.1.1 only (4.1.2 and
+# 4.1.3 are not on Maven Central); its classes are unchanged across the patch releases. kafka-clients is the
+# version the connector's pom asks for; snappy, lz4 and zstd come with pyspark's own jars.
+SPARK_KAFKA_JARS = (
+    MavenArtifact(
+        "org.apache.spark",
+        "spark-sql-kafka-0-10_2.13",
+        "4.1.3",
+        "cb31ffd9c8f5527dba061db8af671d295562092e4f3f5ff42fc249fab8a8fde6",
+    ),
+    MavenArtifact(
+        "org.apache.spark",
+        "spark-token-provider-kafka-0-10_2.13",
+        "4.1.1",
+        "e510adc37b03d01d0a190d0dab472b5538e05eaa77454f7e9477156d7a6820ae",
+    ),
+    MavenArtifact(
+        "org.apache.kafka", "kafka-clients", "3.9.1", "7568b998572d256f0b7bc0afdc1b7a2588b8b08415c62ce314c864a6851ae9d9"
+    ),
+    MavenArtifact(
+        "org.apache.commons",
+        "commons-pool2",
+        "2.12.1",
+        "5273c8bc8c0dca2211175c0d27efbd7228efae99689aac001a8e1ef8e872e9ef",
+    ),
+)
+
+
+def kafka_broker_jars(lock: Path = KAFKA_BROKER_LOCK) -> tuple[MavenArtifact, ...]:
+    """The broker's classpath as pinned in kafka-broker.lock (`group:artifact:version sha256` a line)."""
+    jars = []
+    for line_no, raw in enumerate(lock.read_text().splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            coordinates, sha256 = line.split()
+            group, artifact, version = coordinates.split(":")
+        except ValueError:
+            raise ValueError(f"{lock}:{line_no}: expected 'group:artifact:version sha256', got {raw!r}") from None
+        jars.append(MavenArtifact(group, artifact, version, sha256))
+    return tuple(jars)
+
 
 TRINO_SERVER = MavenArtifact(
     "io.trino",
@@ -138,7 +184,11 @@ def fetch(artifact: MavenArtifact, cfg: PlatformConfig) -> Path:
 
 
 def spark_jar_paths(cfg: PlatformConfig) -> list[Path]:
-    return [cfg.downloads_dir / a.filename for a in SPARK_JARS]
+    return [cfg.downloads_dir / a.filename for a in SPARK_JARS + SPARK_KAFKA_JARS]
+
+
+def kafka_classpath(cfg: PlatformConfig) -> str:
+    return os.pathsep.join(str(cfg.downloads_dir / a.filename) for a in kafka_broker_jars())
 
 
 def install_trino(cfg: PlatformConfig) -> Path:

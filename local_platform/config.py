@@ -33,6 +33,8 @@ class PlatformConfig:
     airflow_port: int = 8080
     airflow_worker_log_port: int = 8793
     airflow_trigger_log_port: int = 8794
+    kafka_port: int = 9092  # clients (SASL/SCRAM)
+    kafka_controller_port: int = 9093  # the KRaft controller quorum (SASL/PLAIN, the broker itself only)
 
     # Paths. state_dir holds everything a running platform writes (data, logs, PIDs, credentials).
     state_dir: Path = REPO_ROOT / ".platform"
@@ -47,6 +49,7 @@ class PlatformConfig:
 
     trino_heap: str = "2G"
     metastore_heap: str = "512m"
+    kafka_heap: str = "512m"
     superset_workers: int = 2
 
     # Buckets created in MinIO by `make up`.
@@ -115,6 +118,10 @@ class PlatformConfig:
     @property
     def superset_url(self) -> str:
         return f"http://{LOOPBACK}:{self.superset_port}"
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"{LOOPBACK}:{self.kafka_port}"
 
     @property
     def airflow_url(self) -> str:

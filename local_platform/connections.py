@@ -2,7 +2,8 @@
 
 The connection ids are the platform's contract with the DAGs and plugins (and with the Kubernetes Secrets
 described in helm-values/): tap_s3, tap_metastore, tap_trino (admin), tap_trino_analyst (read-only, used by
-Superset), tap_superset, tap_spark_local.
+Superset), tap_superset, tap_spark_local, and one Kafka connection per role: tap_kafka_replay (writes trips),
+tap_kafka_streaming (the streaming job), tap_kafka_reader (reads every topic).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 
 from local_platform.config import LOOPBACK, PlatformConfig
 from local_platform.credentials import Credentials
+from local_platform.services.kafka import KAFKA_PRINCIPALS, SCRAM_MECHANISM, kafka_password
 from local_platform.services.trino import ca_file_path
 
 S3_CONN_ID = "tap_s3"
@@ -19,6 +21,23 @@ TRINO_CONN_ID = "tap_trino"
 TRINO_ANALYST_CONN_ID = "tap_trino_analyst"
 SUPERSET_CONN_ID = "tap_superset"
 SPARK_LOCAL_CONN_ID = "tap_spark_local"
+KAFKA_ROLES = ("replay", "streaming", "reader")
+
+
+def _kafka(cfg: PlatformConfig, creds: Credentials, role: str) -> dict:
+    return {
+        "conn_type": "generic",
+        "description": f"Kafka as the {role} role (SASL/SCRAM)",
+        "host": LOOPBACK,
+        "port": cfg.kafka_port,
+        "login": KAFKA_PRINCIPALS[role],
+        "password": kafka_password(creds, role),
+        "extra": {
+            "bootstrap_servers": cfg.kafka_bootstrap,
+            "security_protocol": "SASL_PLAINTEXT",
+            "sasl_mechanism": SCRAM_MECHANISM,
+        },
+    }
 
 
 def _trino(cfg: PlatformConfig, login: str, password: str, description: str) -> dict:
@@ -81,6 +100,7 @@ def connection_definitions(cfg: PlatformConfig, creds: Credentials) -> dict[str,
             "host": "local[*]",
             "extra": {"spark-binary": "spark-submit", "deploy-mode": "client"},
         },
+        **{f"tap_kafka_{role}": _kafka(cfg, creds, role) for role in KAFKA_ROLES},
     }
 
 

@@ -32,6 +32,12 @@ class Credentials:
     trino_admin_password: str
     trino_analyst_user: str
     trino_analyst_password: str
+    # Kafka: one SCRAM principal per role (user names are the principals' names, see services/kafka.py).
+    kafka_admin_password: str
+    kafka_replay_password: str
+    kafka_streaming_password: str
+    kafka_reader_password: str
+    kafka_controller_password: str
 
     @classmethod
     def generate(cls) -> Credentials:
@@ -50,6 +56,11 @@ class Credentials:
             trino_admin_password=_password(),
             trino_analyst_user="analyst",
             trino_analyst_password=_password(),
+            kafka_admin_password=_password(),
+            kafka_replay_password=_password(),
+            kafka_streaming_password=_password(),
+            kafka_reader_password=_password(),
+            kafka_controller_password=_password(),
         )
 
     def as_env(self) -> dict[str, str]:
@@ -57,7 +68,10 @@ class Credentials:
 
 
 def load_or_create(path: Path) -> Credentials:
-    """Read the credentials file, creating it (0600) with fresh random values if it does not exist yet."""
+    """Read the credentials file, creating it (0600) with fresh random values if it does not exist yet.
+
+    A file written before a service was added lacks that service's secrets: they are generated and appended,
+    and every secret already there is kept."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         creds = Credentials.generate()
@@ -74,7 +88,11 @@ def load_or_create(path: Path) -> Credentials:
         if line and not line.startswith("#") and "=" in line:
             key, value = line.split("=", 1)
             values[key.lower()] = value
-    missing = [f.name.upper() for f in fields(Credentials) if f.name not in values]
+    missing = [f.name for f in fields(Credentials) if f.name not in values]
     if missing:
-        raise ValueError(f"{path} lacks {', '.join(missing)}; delete it and run `make setup` to regenerate")
+        fresh = Credentials.generate()
+        added = {name: getattr(fresh, name) for name in missing}
+        with open(path, "a") as fh:
+            fh.write("".join(f"{name.upper()}={value}\n" for name, value in added.items()))
+        values.update(added)
     return Credentials(**{f.name: values[f.name] for f in fields(Credentials)})

@@ -12,6 +12,7 @@ from local_platform.config import REPO_ROOT, PlatformConfig
 from local_platform.credentials import Credentials, load_or_create
 from local_platform.services.airflow import AirflowService
 from local_platform.services.base import Service
+from local_platform.services.kafka import KafkaService
 from local_platform.services.metastore import MetastoreService, build_loopback_shim
 from local_platform.services.minio import MinioService
 from local_platform.services.superset import SupersetService
@@ -41,6 +42,7 @@ class LocalPlatform:
         self.services: list[Service] = [
             MinioService(cfg, self.creds),
             MetastoreService(cfg, self.creds),
+            KafkaService(cfg, self.creds),
             TrinoService(cfg, self.creds),
             SupersetService(cfg, self.creds),
             AirflowService(cfg, self.creds),
@@ -56,7 +58,7 @@ class LocalPlatform:
         _log("setup: python virtualenvs")
         subprocess.run(["bash", str(REPO_ROOT / "local_platform" / "install_venvs.sh")], check=True)
         _log("setup: JVM artifacts from Maven Central")
-        for artifact in artifacts.SPARK_JARS:
+        for artifact in (*artifacts.SPARK_JARS, *artifacts.SPARK_KAFKA_JARS, *artifacts.kafka_broker_jars()):
             artifacts.fetch(artifact, cfg)
         artifacts.install_trino(cfg)
         artifacts.trino_cli(cfg)

@@ -46,6 +46,8 @@ def _assert_stopped(local: LocalPlatform, pids: list[int]) -> None:
         cfg.minio_port,
         cfg.minio_console_port,
         cfg.metastore_port,
+        cfg.kafka_port,
+        cfg.kafka_controller_port,
         cfg.trino_port,
         cfg.superset_port,
         cfg.airflow_port,

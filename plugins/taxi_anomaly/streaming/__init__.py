@@ -1,0 +1,1 @@
+"""The real-time path's pyspark-free side: the stream contract (topics, roles, events), Kafka clients, replay."""
