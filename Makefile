@@ -4,7 +4,7 @@ PY_SYS ?= python3
 VENV_PY := .venv/bin/python
 PLATFORM := $(PY_SYS) -m local_platform
 
-.PHONY: help setup up down status logs test test-unit lint lock demo clean-state mirror
+.PHONY: help setup up down status logs test test-unit lint lock demo clean-state mirror stream-up stream-down
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -20,6 +20,12 @@ up: setup  ## start every service on 127.0.0.1 and wait until healthy
 
 down:  ## stop exactly the processes `make up` started
 	$(PLATFORM) down
+
+stream-up:  ## start the streaming job (Kafka -> scores -> alerts) with the demo's promoted model
+	$(PLATFORM) stream-up
+
+stream-down:  ## stop the streaming job (its checkpoint stays under .platform/data/stream/)
+	$(PLATFORM) stream-down
 
 status:  ## each service's health, PIDs and URLs
 	$(PLATFORM) status

@@ -1,4 +1,4 @@
-"""Command line of the local platform: python -m local_platform {setup,up,down,status,logs,env}."""
+"""Command line of the local platform: python -m local_platform {setup,up,down,status,logs,env,stream-up,...}."""
 
 from __future__ import annotations
 
@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("down", help="stop exactly the processes `up` started")
     sub.add_parser("status", help="each service's health, PIDs and URLs (exit 1 unless all healthy)")
     sub.add_parser("logs", help="where the logs are")
+    sub.add_parser("stream-up", help="start the streaming job (needs the platform up and a promoted model)")
+    sub.add_parser("stream-down", help="stop the streaming job")
     env_p = sub.add_parser("env", help="print the client environment of a service as export lines")
     env_p.add_argument("service", choices=["airflow", "spark"])
     args = parser.parse_args(argv)
@@ -76,6 +78,12 @@ def main(argv: list[str] | None = None) -> int:
         return _status(platform)
     elif args.command == "logs":
         return _logs(platform)
+    elif args.command == "stream-up":
+        platform.service("stream").start()
+        return _status(platform)
+    elif args.command == "stream-down":
+        stopped = platform.service("stream").stop()
+        print(f"stopped: {', '.join(stopped) if stopped else 'the streaming job was not running'}")
     elif args.command == "env":
         return _env(platform, args.service)
     return 0

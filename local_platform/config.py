@@ -52,6 +52,15 @@ class PlatformConfig:
     kafka_heap: str = "512m"
     superset_workers: int = 2
 
+    # The optional streaming service (`make stream-up`): what it scores, with which model, into which namespace.
+    # The models URI is the registry root of the demo's key prefix (Locations(prefix="demo/").models_uri; a
+    # test keeps the two equal).
+    stream_trip_type: str = "fhvhv"
+    stream_granularity: str = "city"
+    stream_namespace: str = "taxi"
+    stream_key_prefix: str = "demo/"
+    stream_models_uri: str = "s3a://tap-models/demo/isolation-forest"
+
     # Buckets created in MinIO by `make up`.
     raw_bucket: str = "tap-raw"
     warehouse_bucket: str = "tap-warehouse"

@@ -15,6 +15,7 @@ from local_platform.services.base import Service
 from local_platform.services.kafka import KafkaService
 from local_platform.services.metastore import MetastoreService, build_loopback_shim
 from local_platform.services.minio import MinioService
+from local_platform.services.stream import StreamService
 from local_platform.services.superset import SupersetService
 from local_platform.services.trino import TrinoService
 from local_platform.spark import write_spark_defaults
@@ -47,9 +48,11 @@ class LocalPlatform:
             SupersetService(cfg, self.creds),
             AirflowService(cfg, self.creds),
         ]
+        # Started on request only (they need what the pipeline produces first); stopped by `down` if running.
+        self.optional_services: list[Service] = [StreamService(cfg, self.creds)]
 
     def service(self, name: str) -> Service:
-        return next(s for s in self.services if s.name == name)
+        return next(s for s in [*self.services, *self.optional_services] if s.name == name)
 
     # setup ---------------------------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -82,13 +85,14 @@ class LocalPlatform:
 
     def down(self) -> list[str]:
         stopped: list[str] = []
-        for service in reversed(self.services):
+        for service in [*self.optional_services, *reversed(self.services)]:
             stopped += service.stop()
         return stopped
 
     def status(self) -> list[ServiceStatus]:
         result = []
-        for service in self.services:
+        running_optional = [s for s in self.optional_services if s.is_running()]
+        for service in [*self.services, *running_optional]:
             pids = {p.name: p.pid for p in service.processes}
             running = all(pid is not None for pid in pids.values())
             result.append(

@@ -86,12 +86,17 @@ def score(
     feature columns)."""
     if features is None:
         features = window_features(spark, args, bundle)
+    return scores_of(features, bundle, model_version, args.run_id)
+
+
+def scores_of(features: DataFrame, bundle: ModelBundle, model_version: str, run_id: str) -> DataFrame:
+    """Score feature rows with the bundle's model: the anomaly_scores table's columns (batch and stream)."""
     kept = [*tables.SCORES_FROM_FEATURES, *bundle.model.features]
     scored = score_windows(features.select(*kept), bundle.model)
     return scored.select(
         "*",
         F.lit(model_version).alias("model_version"),
-        F.lit(args.run_id).alias("run_id"),
+        F.lit(run_id).alias("run_id"),
         F.current_timestamp().alias("scored_at"),
     )
 

@@ -56,11 +56,14 @@ def _find(df: DataFrame, canonical: str) -> str | None:
 
 def _col_or_null(df: DataFrame, canonical: str, dtype: str) -> Column:
     name = _find(df, canonical)
-    return F.col(f"`{name}`").cast(dtype) if name else F.lit(None).cast(dtype)
+    # try_cast: a value that does not parse (text in a typed column, a malformed timestamp in an event) is
+    # null, so the row is judged like any other missing value instead of failing the whole job or stream.
+    return F.col(f"`{name}`").try_cast(dtype) if name else F.lit(None).cast(dtype)
 
 
-def normalise_trips(raw: DataFrame, trip_type: str, source: str = "input") -> DataFrame:
-    """Project one raw monthly file onto CANONICAL_COLUMNS. Timestamps are tz-naive (TIMESTAMP_NTZ), as TLC's."""
+def normalise_trips(raw: DataFrame, trip_type: str, source: str = "input", keep: tuple[str, ...] = ()) -> DataFrame:
+    """Project one raw monthly file onto CANONICAL_COLUMNS (after the `keep` columns, passed through as they
+    are). Timestamps are tz-naive (TIMESTAMP_NTZ), as TLC's."""
     if _find(raw, "pickup_at") is None:
         raise InputDataError(f"{source}: no pickup timestamp column among {sorted(raw.columns)}")
     pickup = _col_or_null(raw, "pickup_at", "timestamp_ntz")
@@ -78,6 +81,7 @@ def normalise_trips(raw: DataFrame, trip_type: str, source: str = "input") -> Da
     airport_fee = _col_or_null(raw, "airport_fee", "double")
     shared = _col_or_null(raw, "shared_match_flag", "string")
     return raw.select(
+        *[F.col(f"`{c}`") for c in keep],
         F.lit(trip_type).alias("trip_type"),
         pickup.alias("pickup_at"),
         dropoff.alias("dropoff_at"),
@@ -90,7 +94,24 @@ def normalise_trips(raw: DataFrame, trip_type: str, source: str = "input") -> Da
         _col_or_null(raw, "total_amount", "double").alias("total_amount"),
         (F.coalesce(airport_fee, F.lit(0.0)) > 0) | pu.isin(*AIRPORT_ZONES) | do.isin(*AIRPORT_ZONES),
         F.coalesce(shared == F.lit("Y"), F.lit(False)),
-    ).toDF(*CANONICAL_COLUMNS)
+    ).toDF(*keep, *CANONICAL_COLUMNS)
+
+
+def normalise_record_map(records: DataFrame, map_column: str, trip_type: str) -> DataFrame:
+    """normalise_trips for rows that arrive as column -> text maps (the stream's `trip` field): one raw
+    column per canonical field, the first of its raw names present in the map (names matched in lower case);
+    the other columns of `records` are kept beside the canonical ones. fhvhv is the only trip type that
+    publishes trip_time, so only its events read a duration from it (the others take dropoff - pickup)."""
+    kept = tuple(c for c in records.columns if c != map_column)
+    # One lower-cased copy of the map per row, in its own projection (not repeated in every lookup below).
+    lowered = records.select(*kept, F.transform_keys(F.col(map_column), lambda k, _v: F.lower(k)).alias("_raw"))
+    raw_columns = {}
+    for canonical, names in RAW_NAMES.items():
+        if canonical == "trip_time_s" and trip_type != "fhvhv":
+            continue
+        raw_columns[names[0]] = F.coalesce(*[F.col("_raw").getItem(name) for name in names])
+    raw = lowered.select(*kept, *[value.alias(name) for name, value in raw_columns.items()])
+    return normalise_trips(raw, trip_type, source=f"events ({trip_type})", keep=kept)
 
 
 def read_month(spark: SparkSession, path: str, trip_type: str) -> DataFrame:

@@ -106,6 +106,19 @@ class ModelRegistry:
             raise ModelRegistryError(f"model version {version!r} not found; available: {', '.join(versions)}")
         return version
 
+    def promoted_version(self, trip_type: str, granularity: str) -> str:
+        """The version the promotion pointer names (written by the retraining DAG, see orchestration.promotion)."""
+        from taxi_anomaly.orchestration.promotion import POINTER
+
+        try:
+            document = json.loads(self._read_bytes(trip_type, granularity, POINTER))
+        except ModelRegistryError:
+            raise ModelRegistryError(
+                f"no promoted {trip_type}/{granularity} model ({self.models_uri}/{trip_type}/{granularity}/{POINTER}"
+                " is missing): run tap_weekly_retrain first"
+            ) from None
+        return self.resolve(trip_type, granularity, str(document["version"]))
+
     def load(self, trip_type: str, granularity: str, version: str = "latest") -> tuple[ModelBundle, dict]:
         resolved = self.resolve(trip_type, granularity, version)
         meta = json.loads(self._read_bytes(trip_type, granularity, resolved, "metadata.json"))

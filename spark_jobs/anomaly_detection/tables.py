@@ -80,13 +80,47 @@ PARTITIONS = {
 }
 
 
+# The streaming job's tables. stream_window_scores has anomaly_scores' columns (run_id is `stream:<batch id>`)
+# plus when the window closed; the lag columns of window_features are not kept for the stream (they need the
+# windows before each one, which a micro-batch does not hold; they are not model inputs).
+STREAM_TRIPS_TABLE = "stream_trips"
+STREAM_SCORES_TABLE = "stream_window_scores"
+STREAM_ALERTS_TABLE = "stream_alerts"
+STREAM_TABLE_DDL = {
+    STREAM_TRIPS_TABLE: """
+        event_id STRING NOT NULL COMMENT 'id given by the replay: source file and row (a second replay gives the same)',
+        seq BIGINT COMMENT 'order of production within one replay',
+        source STRING COMMENT 'file the event was replayed from', source_row BIGINT,
+        kafka_partition INT, kafka_offset BIGINT,
+        produced_at TIMESTAMP COMMENT 'when the replay produced the event', ingested_at TIMESTAMP,
+    """
+    + TABLE_DDL[TRIPS_TABLE],
+    STREAM_SCORES_TABLE: TABLE_DDL[SCORES_TABLE] + ", window_closed_at TIMESTAMP COMMENT 'when the watermark passed'",
+    STREAM_ALERTS_TABLE: """
+        alert_id STRING NOT NULL COMMENT 'trip type, granularity, key, window and model version, hashed',
+        trip_type STRING NOT NULL, granularity STRING NOT NULL, month STRING NOT NULL, key STRING NOT NULL,
+        bucket_start TIMESTAMP_NTZ NOT NULL, trips BIGINT,
+        anomaly_score DOUBLE, threshold DOUBLE, top_features ARRAY<STRING>, explanation STRING,
+        model_version STRING NOT NULL, batch_id BIGINT, alerted_at TIMESTAMP
+    """,
+}
+PARTITIONS.update(
+    {
+        STREAM_TRIPS_TABLE: "trip_type, month",
+        STREAM_SCORES_TABLE: "trip_type, granularity, month",
+        STREAM_ALERTS_TABLE: "trip_type, granularity",
+    }
+)
+
+
 def table_name(namespace: str, table: str) -> str:
     return f"{CATALOG}.{namespace}.{table}"
 
 
-def ensure_tables(spark: SparkSession, namespace: str) -> None:
+def ensure_tables(spark: SparkSession, namespace: str, ddl: dict[str, str] = TABLE_DDL) -> None:
+    """Create the namespace and the tables of `ddl` (the batch job's by default) where missing."""
     spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {CATALOG}.{namespace}")
-    for table, columns in TABLE_DDL.items():
+    for table, columns in ddl.items():
         spark.sql(
             f"CREATE TABLE IF NOT EXISTS {table_name(namespace, table)} ({columns}) USING iceberg "
             f"PARTITIONED BY ({PARTITIONS[table]}) "

@@ -94,7 +94,7 @@ def _trip_values() -> dict[str, Column]:
     }
 
 
-def _aggregate(df: DataFrame, group: list) -> DataFrame:
+def aggregate_trips(df: DataFrame, group: list) -> DataFrame:
     """Count, and sum + non-null count of every measure, per group (one pass over the trips)."""
     # sum + count is what avg keeps internally: the means computed from them later are the same numbers.
     measures = [
@@ -116,10 +116,10 @@ def keyed_sums(trips: DataFrame, granularity: str, zones: DataFrame | None, minu
     borough. The trips are grouped on integers (the zone id), and keys are derived on the small result."""
     bucket = bucket_start("pickup_at", minutes).alias("bucket_start")
     if granularity == "city":
-        return _aggregate(trips, [bucket]).withColumn("key", F.lit(CITY_KEY))
+        return aggregate_trips(trips, [bucket]).withColumn("key", F.lit(CITY_KEY))
     if granularity not in GRANULARITIES:
         raise ValueError(f"granularity must be one of {', '.join(GRANULARITIES)}, got {granularity!r}")
-    by_zone = _aggregate(trips, ["pu_location_id", bucket])
+    by_zone = aggregate_trips(trips, ["pu_location_id", bucket])
     if granularity == "zone":
         return by_zone.withColumn("key", F.coalesce(F.col("pu_location_id").cast("string"), F.lit("unknown")))
     if zones is None:
@@ -146,22 +146,12 @@ def _mean(name: str) -> Column:
     return F.when(F.col(f"{name}_n") > 0, F.col(f"{name}_sum") / F.col(f"{name}_n"))
 
 
-def aggregate_windows(
-    trips: DataFrame, months: list[str], granularity: str, zones: DataFrame | None = None, minutes: int = 30
-) -> DataFrame:
-    """One row per (key, bucket) over the whole grid of the months, zero-filled where no trip started.
-
-    Trips whose pickup falls outside the months (real files contain some) are not counted. The raw trips are
-    read in one aggregation pass; the grid is joined to its small result.
-    """
-    spark = trips.sparkSession
-    first, _ = _month_bounds(min(months))
-    _, last = _month_bounds(max(months))
-    in_range = trips.where((F.col("pickup_at") >= F.lit(first)) & (F.col("pickup_at") < F.lit(last)))
-    sums = keyed_sums(in_range, granularity, zones, minutes)
-    grid = all_keys(spark, granularity, zones).crossJoin(F.broadcast(bucket_grid(spark, months, minutes)))
+def window_measures(sums: DataFrame, granularity: str) -> DataFrame:
+    """The window table's columns from per-(key, bucket) sums and counts (`aggregate_trips`'s output with `key`,
+    `bucket_start`, `month` and `exposure`; `trips` null where no trip started). Shared by the batch job and
+    the streaming job, so a window's measures are the same numbers in both."""
     trip_count = F.coalesce(F.col("trips"), F.lit(0)).cast("long")
-    return grid.join(sums, ["key", "bucket_start"], "left").select(
+    return sums.select(
         F.lit(granularity).alias("granularity"),
         "key",
         "bucket_start",
@@ -178,3 +168,51 @@ def aggregate_windows(
         _mean("airport").alias("airport_share"),
         _mean("shared").alias("shared_share"),
     )
+
+
+def aggregate_windows(
+    trips: DataFrame, months: list[str], granularity: str, zones: DataFrame | None = None, minutes: int = 30
+) -> DataFrame:
+    """One row per (key, bucket) over the whole grid of the months, zero-filled where no trip started.
+
+    Trips whose pickup falls outside the months (real files contain some) are not counted. The raw trips are
+    read in one aggregation pass; the grid is joined to its small result.
+    """
+    spark = trips.sparkSession
+    first, _ = _month_bounds(min(months))
+    _, last = _month_bounds(max(months))
+    in_range = trips.where((F.col("pickup_at") >= F.lit(first)) & (F.col("pickup_at") < F.lit(last)))
+    sums = keyed_sums(in_range, granularity, zones, minutes)
+    grid = all_keys(spark, granularity, zones).crossJoin(F.broadcast(bucket_grid(spark, months, minutes)))
+    return window_measures(grid.join(sums, ["key", "bucket_start"], "left"), granularity)
+
+
+def trip_key(trips: DataFrame, granularity: str, zones: DataFrame | None) -> DataFrame:
+    """Each trip with the `key` of its window: the same keys as keyed_sums (which groups zones first, for
+    speed, where the data is at rest); used where trips arrive one by one (the stream)."""
+    if granularity == "city":
+        return trips.withColumn("key", F.lit(CITY_KEY))
+    if granularity == "zone":
+        return trips.withColumn("key", F.coalesce(F.col("pu_location_id").cast("string"), F.lit("unknown")))
+    if granularity != "borough":
+        raise ValueError(f"granularity must be one of {', '.join(GRANULARITIES)}, got {granularity!r}")
+    if zones is None:
+        raise ValueError("granularity 'borough' needs the zone lookup")
+    lookup = zones.select(F.col("LocationID").cast("int").alias("pu_location_id"), F.col("Borough").alias("borough"))
+    joined = trips.join(F.broadcast(lookup), "pu_location_id", "left")
+    return joined.withColumn("key", F.coalesce(F.col("borough"), F.lit("Unknown"))).drop("borough")
+
+
+def dst_exposure(bucket: Column, years: range, minutes: int = 30) -> Column:
+    """The exposure of a wall-clock bucket without a grid: 2 in the repeated fall-back hour, 0 in the skipped
+    spring-forward hour, else 1 (US rules since 2007: second Sunday of March, first Sunday of November)."""
+    repeated, skipped = [], []
+    for year in years:
+        for first_day, last_day in (
+            (datetime(year, 3, 8), datetime(year, 3, 15)),
+            (datetime(year, 11, 1), datetime(year, 11, 8)),
+        ):
+            for moment, value in _dst_exposures(first_day, last_day, minutes).items():
+                (repeated if value == 2 else skipped).append(moment.isoformat(sep=" "))
+    as_text = bucket.cast("string")
+    return F.when(as_text.isin(repeated), 2).when(as_text.isin(skipped), 0).otherwise(1).cast("int")

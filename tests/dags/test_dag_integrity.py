@@ -18,7 +18,15 @@ import pytest
 
 from tests.dags.conftest import DAG_FILES, DAGS_FOLDER, REPO
 
-EXPECTED_DAGS = {"platform_health", "tap_backfill", "tap_daily_ingest", "tap_score_landed", "tap_weekly_retrain"}
+EXPECTED_DAGS = {
+    "platform_health",
+    "tap_backfill",
+    "tap_daily_ingest",
+    "tap_score_landed",
+    "tap_stream_health",
+    "tap_stream_maintenance",
+    "tap_weekly_retrain",
+}
 PARSE_BUDGET_S = 0.5
 HEAVY_MODULES = {
     "pandas",

@@ -99,3 +99,15 @@ def test_loopback_shim_rewrites_wildcard_binds():
     # The dual-stack socket still accepts IPv4 clients on loopback.
     socket.create_connection(("127.0.0.1", int(v6_port)), timeout=5).close()
     assert child.wait(timeout=10) == 0
+
+
+def test_credentials_of_an_older_install_gain_the_new_secrets_and_keep_the_old(tmp_path):
+    path = tmp_path / "credentials.env"
+    first = load_or_create(path)
+    kept = [line for line in path.read_text().splitlines() if not line.startswith("KAFKA_")]
+    path.write_text("\n".join(kept) + "\n")  # as written before Kafka was part of the platform
+    upgraded = load_or_create(path)
+    assert upgraded.minio_root_password == first.minio_root_password
+    assert upgraded.kafka_streaming_password and upgraded.kafka_streaming_password != first.kafka_streaming_password
+    assert load_or_create(path) == upgraded, "the added secrets are stored, not generated again"
+    assert path.stat().st_mode & 0o077 == 0

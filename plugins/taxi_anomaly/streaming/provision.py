@@ -51,11 +51,11 @@ def ensure_topics(admin, topics: tuple[Topic, ...] = TOPICS, timeout: float = 30
     return created
 
 
-def acl_bindings(principals: dict[str, str]) -> list:
+def acl_bindings(principals: dict[str, str], grants: dict[str, dict[str, tuple[str, ...]]] = GRANTS) -> list:
     from confluent_kafka.admin import AclBinding, AclOperation, AclPermissionType, ResourcePatternType, ResourceType
 
     bindings = []
-    for role, topics in GRANTS.items():
+    for role, topics in grants.items():
         principal = f"User:{principals[role]}"
         for topic, operations in topics.items():
             for op in (*operations, "DESCRIBE"):
@@ -85,9 +85,11 @@ def acl_bindings(principals: dict[str, str]) -> list:
     return bindings
 
 
-def ensure_acls(admin, principals: dict[str, str], timeout: float = 30.0) -> int:
-    """Create every ACL of the contract (creating an existing binding is a no-op). Returns how many."""
-    bindings = acl_bindings(principals)
+def ensure_acls(
+    admin, principals: dict[str, str], grants: dict[str, dict[str, tuple[str, ...]]] = GRANTS, timeout: float = 30.0
+) -> int:
+    """Create every ACL of `grants` (the contract's by default; creating an existing binding is a no-op)."""
+    bindings = acl_bindings(principals, grants)
     for future in admin.create_acls(bindings, request_timeout=timeout).values():
         future.result()
     return len(bindings)

@@ -48,6 +48,18 @@ class KafkaSettings:
         }
 
     @classmethod
+    def from_connection(cls, conn: Any) -> KafkaSettings:
+        """From an Airflow Connection (host, port, login, password, extra_dejson)."""
+        document = {
+            "host": conn.host,
+            "port": conn.port,
+            "login": conn.login,
+            "password": conn.password,
+            "extra": conn.extra_dejson,
+        }
+        return cls.from_connection_json(json.dumps(document), source=f"connection {conn.conn_id}")
+
+    @classmethod
     def from_connection_json(cls, raw: str, source: str = "connection") -> KafkaSettings:
         conn = json.loads(raw)
         extra = conn.get("extra") or {}
