@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterator, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -19,14 +20,17 @@ REPO = Path(__file__).resolve().parents[2]
 HELM_VALUES = REPO / "helm-values"
 MANIFESTS = HELM_VALUES / "manifests"
 SPARK_TEMPLATE = REPO / "include" / "spark" / "sparkapplication.yaml"
+STREAM_SPARK_TEMPLATE = REPO / "include" / "spark" / "stream-sparkapplication.yaml"
 CONNECTIONS_TEMPLATE = HELM_VALUES / "secrets" / "airflow-connections.env.tpl"
 SPARK_DOCKERFILE = REPO / "images" / "spark" / "Dockerfile"
 METASTORE_DOCKERFILE = HELM_VALUES / "hive-metastore" / "Dockerfile"
 DEPLOY_GUIDE = REPO / "docs" / "deploy-kubernetes.md"
 SCHEMA_FILE = Path(__file__).with_name("sparkapplication-v1beta2.subset.schema.json")
+STRIMZI_SCHEMA_FILE = Path(__file__).with_name("strimzi-v1.subset.schema.json")
+KAFKA_MANIFEST = MANIFESTS / "kafka.yaml"
 CHART_KEYS_FILE = Path(__file__).with_name("chart_keys.yaml")
 
-CHARTS = ("airflow", "spark-operator", "minio", "trino", "superset")
+CHARTS = ("airflow", "spark-operator", "minio", "trino", "superset", "strimzi")
 
 
 @cache
@@ -52,6 +56,11 @@ def manifest(kind: str, name: str) -> dict[str, Any]:
     found = [o for o in manifests() if o["kind"] == kind and o["metadata"]["name"] == name]
     assert len(found) == 1, f"expected one {kind}/{name} in helm-values/manifests, found {len(found)}"
     return found[0]
+
+
+def kafka_objects(kind: str) -> list[dict[str, Any]]:
+    """The Strimzi resources of one kind in helm-values/manifests/kafka.yaml."""
+    return [d for d in yaml.safe_load_all(KAFKA_MANIFEST.read_text()) if d and d["kind"] == kind]
 
 
 @cache
@@ -161,6 +170,66 @@ def dockerfile_args(path: Path) -> dict[str, str]:
     return args
 
 
+def guide_commands() -> str:
+    """The deployment guide's shell code blocks, continuation lines joined."""
+    blocks = re.findall(r"```bash\n(.*?)```", DEPLOY_GUIDE.read_text(), re.S)
+    return "\n".join(blocks).replace("\\\n", " ")
+
+
 def service_address(service: str) -> tuple[str, int]:
     entry = naming()["services"][service]
     return entry["host"], entry["port"]
+
+
+# Rendering the SparkApplication templates as Airflow does -----------------------------------------------------
+
+
+def set_airflow_environment(patch: Any, home: Path, stand_ins: dict[str, str]) -> None:
+    """What an Airflow pod of the deployment has: the connections (secret placeholders filled with `stand_ins`) and
+    the Airflow variables as environment variables. `patch` is a pytest.MonkeyPatch; `home` is used as
+    AIRFLOW_HOME unless Airflow is already imported."""
+    if "airflow" not in sys.modules:
+        patch.setenv("AIRFLOW_HOME", str(home))
+    for name, value in connection_templates().items():
+        patch.setenv(name, fill_placeholders(value, stand_ins))
+    for entry in values("airflow")["env"]:
+        patch.setenv(entry["name"], entry["value"])
+
+
+def render_spark_template(application_file: str, params: Mapping[str, Any], **context: Any) -> tuple[Any, dict]:
+    """Render include/<application_file> through SparkKubernetesOperator's template fields, with a DAG's Jinja
+    environment (template_searchpath include/) and the real `conn` / `var` accessors reading the environment.
+    `context` adds to params, conn, var and dag. Returns the operator and the SparkApplication as a dict."""
+    from airflow.providers.cncf.kubernetes.operators.spark_kubernetes import SparkKubernetesOperator
+    from airflow.sdk import DAG
+    from airflow.sdk.execution_time.context import ConnectionAccessor, VariableAccessor
+
+    with DAG("tap_deploy_render", schedule=None, template_searchpath=[str(REPO / "include")]) as dag:
+        operator = SparkKubernetesOperator(
+            task_id="render",
+            application_file=application_file,
+            namespace=naming()["namespace"],
+            kubernetes_conn_id=naming()["connections"]["kubernetes"],
+        )
+    accessors = {
+        "conn": ConnectionAccessor(),
+        "var": {"value": VariableAccessor(deserialize_json=False), "json": VariableAccessor(deserialize_json=True)},
+    }
+    operator.render_template_fields({"params": params, "dag": dag, **accessors, **context})
+    return operator, operator.template_body["spark"]
+
+
+@cache
+def _spark_schema_validator() -> Any:
+    import jsonschema
+
+    schema = json.loads(SCHEMA_FILE.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def spark_schema_errors(document: Any) -> list[str]:
+    """Why the spark-operator v1beta2 schema subset rejects a SparkApplication ([] when it accepts it)."""
+    return [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in _spark_schema_validator().iter_errors(document)
+    ]

@@ -17,8 +17,11 @@ from local_platform import artifacts
 from local_platform import connections as local_connections
 from local_platform.config import PlatformConfig
 from tests.deploy.deployment import (
+    CHARTS,
     REPO,
     SPARK_TEMPLATE,
+    STREAM_SPARK_TEMPLATE,
+    connection_templates,
     connections,
     env_value,
     hive_site,
@@ -273,7 +276,7 @@ def test_buckets_are_the_local_platform_buckets_everywhere():
 
 def all_secret_refs() -> set[tuple[str, str]]:
     refs = set()
-    for chart in ("airflow", "minio", "trino", "superset", "spark-operator"):
+    for chart in CHARTS:
         refs.update(secret_key_refs(values(chart)))
     for obj in manifests():
         refs.update(secret_key_refs(obj))
@@ -292,15 +295,16 @@ def secret_volume_refs() -> set[tuple[str, str]]:
     return refs
 
 
-def template_secret_refs() -> set[tuple[str, str]]:
-    """secretKeyRef blocks of the SparkApplication template, read as text (it is Jinja, not YAML)."""
-    pairs = re.findall(r"secretKeyRef:\s*\n\s*name: (\S+)\s*\n\s*key: (\S+)", SPARK_TEMPLATE.read_text())
+def template_secret_refs(template=SPARK_TEMPLATE) -> set[tuple[str, str]]:
+    """secretKeyRef blocks of a SparkApplication template, read as text (it is Jinja, not YAML)."""
+    pairs = re.findall(r"secretKeyRef:\s*\n\s*name: (\S+)\s*\n\s*key: (\S+)", template.read_text())
     return set(pairs)
 
 
 def test_every_secret_reference_names_a_secret_and_key_of_the_scheme():
     declared = {(s["name"], key) for s in SECRETS.values() for key in s.get("keys", {}).values()}
-    refs = all_secret_refs() | template_secret_refs()
+    declared |= {(s["name"], key) for s in SECRETS.values() for key in s.get("env_file_keys", {}).values()}
+    refs = all_secret_refs() | template_secret_refs() | template_secret_refs(STREAM_SPARK_TEMPLATE)
     assert refs, "no secretKeyRef found"
     assert refs <= declared, f"undeclared Secret keys: {sorted(refs - declared)}"
     volumes = secret_volume_refs()
@@ -327,6 +331,16 @@ def test_s3_secret_keys_are_the_ones_the_minio_chart_reads():
     assert template_secret_refs() == {secret_key("s3", "access_key"), secret_key("s3", "secret_key")}
 
 
+def test_connection_keys_read_one_by_one_are_created_by_the_connections_template():
+    """A key of tap-airflow-connections exists only if the env-file template has a line of that name."""
+    keys = SECRETS["airflow_connections"]["env_file_keys"]
+    assert keys, "the streaming job's driver reads one"
+    assert set(keys.values()) <= set(connection_templates())
+    name = SECRETS["airflow_connections"]["name"]
+    stream_refs = template_secret_refs(STREAM_SPARK_TEMPLATE)
+    assert {(name, key) for key in keys.values()} <= stream_refs
+
+
 # Airflow connections ---------------------------------------------------------------------------------------
 
 
@@ -351,6 +365,9 @@ def test_connection_ids_are_the_local_ids_plus_kubernetes():
         ("tap_trino", "trino"),
         ("tap_trino_analyst", "trino"),
         ("tap_superset", "superset"),
+        ("tap_kafka_replay", "kafka"),
+        ("tap_kafka_streaming", "kafka"),
+        ("tap_kafka_reader", "kafka"),
     ],
 )
 def test_connection_has_the_local_shape_and_the_cluster_address(conn_id, service):

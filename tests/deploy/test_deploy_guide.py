@@ -6,16 +6,8 @@ import re
 
 import pytest
 
-from tests.deploy.deployment import DEPLOY_GUIDE, REPO, chart_keys, naming
-
-GUIDE = DEPLOY_GUIDE.read_text()
-
-
-def commands() -> str:
-    """The guide's shell code blocks, continuation lines joined."""
-    blocks = re.findall(r"```bash\n(.*?)```", GUIDE, re.S)
-    return "\n".join(blocks).replace("\\\n", " ")
-
+from tests.deploy.deployment import REPO, chart_keys, naming
+from tests.deploy.deployment import guide_commands as commands
 
 HELM_INSTALL = re.compile(r"helm install (\S+) (\S+) --version (\S+) .*?-f \"\$DEPLOY/(helm-values/\S+\.yaml)\"")
 
@@ -26,13 +18,15 @@ def test_every_chart_is_installed_with_its_release_name_version_and_values_file(
     }
     releases = naming()["releases"]
     assert len(installs) == len(releases)
-    for key, release in releases.items():
-        chart_name = key.replace("_", "-")
-        recorded = chart_keys()[chart_name]
+    # chart_keys.yaml is keyed by values file (helm-values/<key>.yaml) and records the chart each one is for.
+    values_file_of = {recorded["chart"]: key for key, recorded in chart_keys().items()}
+    assert len(values_file_of) == len(chart_keys()), "two values files for one chart"
+    for release in releases.values():
+        values_file = values_file_of[release["chart"]]
         assert installs[release["chart"]] == (
             release["name"],
-            recorded["version"],
-            f"helm-values/{chart_name}.yaml",
+            chart_keys()[values_file]["version"],
+            f"helm-values/{values_file}.yaml",
         ), f"{release['chart']}: release, version or values file differs from naming.yaml / chart_keys.yaml"
 
 

@@ -44,6 +44,12 @@ def test_sparkapplication_template_is_valid_jinja():
     jinja2.Environment(autoescape=False).parse(SPARK_TEMPLATE.read_text())  # noqa: S701 - YAML, not HTML
 
 
+def test_readme_lists_every_manifest():
+    readme = (HELM_VALUES / "README.md").read_text()
+    for path in sorted((HELM_VALUES / "manifests").glob("*.yaml")):
+        assert f"`manifests/{path.name}`" in readme, f"helm-values/README.md does not list manifests/{path.name}"
+
+
 def test_manifests_are_named_objects_without_secrets():
     objects = manifests()
     assert {o["kind"] for o in objects} >= {"ConfigMap", "Service", "StatefulSet", "Deployment", "Role"}

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from tests.deploy.deployment import (
+    CHARTS,
     CONNECTIONS_TEMPLATE,
     DEPLOY_GUIDE,
     HELM_VALUES,
@@ -36,7 +37,7 @@ def secret_names_and_keys() -> set[str]:
     return {s["name"] for s in secrets} | {key for s in secrets for key in s.get("keys", {}).values()}
 
 
-@pytest.mark.parametrize("chart", ["airflow", "minio", "trino", "superset", "spark-operator"])
+@pytest.mark.parametrize("chart", CHARTS)
 def test_values_hold_no_credential_literal(chart):
     offenders = []
     references = secret_names_and_keys()

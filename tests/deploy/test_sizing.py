@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from tests.deploy.deployment import DEPLOY_GUIDE, SPARK_TEMPLATE, manifest, values
+from tests.deploy.deployment import DEPLOY_GUIDE, SPARK_TEMPLATE, kafka_objects, manifest, values
 
 UNITS = {"Mi": 1 / 1024, "Gi": 1.0, "m": 1 / 1024, "g": 1.0}
 
@@ -21,6 +21,7 @@ def gib(quantity: str) -> float:
 
 def always_on_requests() -> list[dict]:
     airflow, trino, operator = values("airflow"), values("trino"), values("spark-operator")
+    (kafka,), (pool,) = kafka_objects("Kafka"), kafka_objects("KafkaNodePool")
     containers = [
         manifest("StatefulSet", "tap-postgresql")["spec"]["template"]["spec"]["containers"][0]["resources"],
         manifest("Deployment", "tap-metastore")["spec"]["template"]["spec"]["containers"][0]["resources"],
@@ -31,6 +32,10 @@ def always_on_requests() -> list[dict]:
         *[trino["worker"]["resources"]] * trino["server"]["workers"],
         values("superset")["supersetNode"]["resources"],
         *(airflow[component]["resources"] for component in ("scheduler", "apiServer", "dagProcessor", "triggerer")),
+        values("strimzi")["resources"],
+        *[pool["spec"]["resources"]] * pool["spec"]["replicas"],
+        kafka["spec"]["entityOperator"]["topicOperator"]["resources"],
+        kafka["spec"]["entityOperator"]["userOperator"]["resources"],
     ]
     return [c["requests"] for c in containers]
 

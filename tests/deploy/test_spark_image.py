@@ -59,9 +59,11 @@ def expand(text: str, variables: dict[str, str]) -> str:
 
 
 def test_jars_are_the_local_platforms_pinned_artifacts():
+    """The Iceberg/S3 jars of the batch job and Spark's Kafka connector of the streaming job, same pins as locally."""
     adds = remote_adds(SPARK_DOCKERFILE)
     expected = {
-        a.url.replace(artifacts.MAVEN_CENTRAL, "https://repo1.maven.org/maven2"): a.sha256 for a in artifacts.SPARK_JARS
+        a.url.replace(artifacts.MAVEN_CENTRAL, "https://repo1.maven.org/maven2"): a.sha256
+        for a in artifacts.SPARK_JARS + artifacts.SPARK_KAFKA_JARS
     }
     assert adds == expected
     names = {url.rsplit("/", 1)[1] for url in adds}
@@ -70,7 +72,20 @@ def test_jars_are_the_local_platforms_pinned_artifacts():
         f"iceberg-aws-bundle-{artifacts.ICEBERG_VERSION}.jar",
         f"hadoop-aws-{artifacts.HADOOP_VERSION}.jar",
         f"s3-transfer-manager-{artifacts.AWS_SDK_VERSION}.jar",
+        "spark-sql-kafka-0-10_2.13-4.1.3.jar",
+        "spark-token-provider-kafka-0-10_2.13-4.1.1.jar",
+        "kafka-clients-3.9.1.jar",
+        "commons-pool2-2.12.1.jar",
     } == names
+
+
+def test_kafka_connector_matches_the_images_spark():
+    """spark-sql-kafka must be the Spark version of the image (pyspark in the lock); its token provider is the
+    newest release of the same minor line on Maven Central (artifacts.py)."""
+    spark = lock_pins()["pyspark"]
+    by_artifact = {a.artifact: a.version for a in artifacts.SPARK_KAFKA_JARS}
+    assert by_artifact["spark-sql-kafka-0-10_2.13"] == spark
+    assert by_artifact["spark-token-provider-kafka-0-10_2.13"].rsplit(".", 1)[0] == spark.rsplit(".", 1)[0]
 
 
 def test_jars_land_on_sparks_own_classpath():
@@ -136,6 +151,8 @@ def test_job_files_are_copied_where_the_sparkapplication_runs_them():
     pairs = dict(copies(SPARK_DOCKERFILE))
     main_file = naming()["spark_image"]["main_application_file"]
     assert pairs["spark_jobs/run_anomaly_detection.py"] == main_file.removeprefix("local://")
+    stream_file = naming()["spark_image"]["stream_application_file"]
+    assert pairs["spark_jobs/run_stream_scoring.py"] == stream_file.removeprefix("local://")
     assert f"mainApplicationFile: {main_file}" in SPARK_TEMPLATE.read_text()
     root = naming()["spark_image"]["app_root"]
     assert pairs["spark_jobs/anomaly_detection/"] == f"{root}/spark_jobs/anomaly_detection/"
