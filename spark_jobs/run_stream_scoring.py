@@ -50,6 +50,11 @@ def parse_args(argv: list[str]) -> tuple[StreamArgs, str | None]:
 
 
 PROGRESS_COMMIT_S = 10.0
+# A failed query (the broker restarting, a write timing out) is restarted in the same session from its
+# checkpoint, after a pause that doubles each time; more failures than this in RESTART_WINDOW_S end the job
+# (exit 1), and its supervisor (the local service, restartPolicy Always on Kubernetes) starts it again.
+MAX_RESTARTS = 5
+RESTART_WINDOW_S = 600.0
 
 
 def _progress(query) -> dict | None:
@@ -98,12 +103,23 @@ def run(argv: list[str]) -> int:
         queries = job.start()
         log.info("streaming queries started: %s", ", ".join(q.name for q in queries.values()))
         next_commit = 0.0
+        restarts: list[float] = []
         while not stopping:
             failed = [q for q in queries.values() if not q.isActive]
             if failed:
                 for q in failed:
                     log.error("query %s stopped: %s", q.name, q.exception())
-                return 1
+                now = time.monotonic()
+                restarts = [t for t in restarts if now - t < RESTART_WINDOW_S] + [now]
+                if len(restarts) > MAX_RESTARTS:
+                    log.error("%d query failures within %.0f s: giving up", len(restarts), RESTART_WINDOW_S)
+                    return 1
+                for q in queries.values():
+                    q.stop()
+                time.sleep(5 * 2 ** (len(restarts) - 1))
+                queries = job.start()
+                log.info("queries restarted from their checkpoints (restart %d)", len(restarts))
+                continue
             if status_file:
                 document = {
                     "updated_at": time.time(),

@@ -1,5 +1,6 @@
 """The streaming job end to end on the real broker, MinIO, metastore and Spark: a generated month replayed into
-Kafka, with bad events, a kill -9 of the job mid-stream, a second replay of the same events and a late event.
+Kafka, with bad events, a kill -9 of the job mid-stream, the broker restarted under the running job, a second
+replay of the same events and a late event.
 
 One scenario (it costs a model training and two job starts), checked from every side: the enriched table holds
 each valid event exactly once, bad events are in the dead-letter topic with their reasons, the stream's window
@@ -8,35 +9,18 @@ scores equal the batch job's for the same month and model, alerts are not repeat
 
 from __future__ import annotations
 
-import io
 import json
-import os
-import signal
-import subprocess
 import time
-import uuid
-from pathlib import Path
 
 import pytest
 from pyspark.sql import functions as F
 
 from anomaly_detection import tables
-from anomaly_detection.args import parse_args
-from anomaly_detection.job import main as batch_main
-from local_platform.config import REPO_ROOT
-from local_platform.connections import connection_definitions
-from local_platform.services.kafka import KAFKA_PRINCIPALS
-from local_platform.spark import spark_env
-from taxi_anomaly.streaming import provision
 from taxi_anomaly.streaming.replay import producer_for, read_table, replay
-from taxi_anomaly.streaming.settings import KafkaSettings
-from taxi_anomaly.streaming.topics import Topic
+from tests.streaming.scenario import TARGET, StreamScenario, wait_for
 
 pytestmark = [pytest.mark.platform, pytest.mark.spark]
 
-HISTORY = ["2024-01", "2024-02", "2024-03"]
-TARGET = "2024-04"
-TRIPS_PER_MONTH = 60_000
 BAD_EVENTS = [
     b"not json at all",
     b'["an", "array"]',
@@ -46,247 +30,59 @@ BAD_EVENTS = [
 ]
 
 
-def _wait(check, timeout: float, what: str, interval: float = 2.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-class StreamScenario:
-    """Topics of its own, a trained and promoted model, and the streaming job as a real process."""
-
-    def __init__(self, platform, spark, tmp: Path) -> None:
-        self.platform, self.spark, self.tmp = platform, spark, tmp
-        self.suffix = uuid.uuid4().hex[:8]
-        self.prefix = f"stream-it-{self.suffix}"
-        self.namespace = f"stream_{self.suffix}"
-        self.topics = {
-            name: Topic(
-                f"tap.test-{self.suffix}.{name}",
-                partitions=2 if name == "trips" else 1,
-                retention_ms=3600_000,
-                retention_bytes=1 << 28,
-            )
-            for name in ("trips", "alerts", "dead-letters")
-        }
-        cfg, creds = platform.cfg, platform.creds
-        self.admin_settings = KafkaSettings(cfg.kafka_bootstrap, KAFKA_PRINCIPALS["admin"], creds.kafka_admin_password)
-        conns = connection_definitions(cfg, creds)
-        self.roles = {
-            r: KafkaSettings.from_connection_json(json.dumps(conns[f"tap_kafka_{r}"]))
-            for r in ("replay", "streaming", "reader")
-        }
-        self.streaming_conn = json.dumps(conns["tap_kafka_streaming"])
-        self.checkpoint = tmp / "checkpoint"
-        self.status = tmp / "status.json"
-        self.process: subprocess.Popen | None = None
-        self.log = tmp / "stream.log"
-
-    # set-up ----------------------------------------------------------------------------------------------
-    def create_topics(self) -> None:
-        admin = provision.admin_client(self.admin_settings)
-        provision.ensure_topics(admin, tuple(self.topics.values()))
-        t = {k: v.name for k, v in self.topics.items()}
-        grants = {
-            "replay": {t["trips"]: ("WRITE",)},
-            "streaming": {t["trips"]: ("READ",), t["alerts"]: ("WRITE",), t["dead-letters"]: ("WRITE",)},
-            "reader": {t["trips"]: ("READ",), t["alerts"]: ("READ",), t["dead-letters"]: ("READ",)},
-        }
-        provision.ensure_acls(admin, KAFKA_PRINCIPALS, grants)
-
-    def delete_topics(self) -> None:
-        admin = provision.admin_client(self.admin_settings)
-        for future in admin.delete_topics([t.name for t in self.topics.values()]).values():
-            future.result()
-
-    def train(self) -> tuple[str, Path, list]:
-        """Generate and land four months, train on three and score the fourth with the batch job, promote."""
-        from minio import Minio
-
-        from taxi_anomaly.synthetic import generate_month
-
-        cfg, creds = self.platform.cfg, self.platform.creds
-        client = Minio(
-            f"127.0.0.1:{cfg.minio_port}",
-            access_key=creds.minio_root_user,
-            secret_key=creds.minio_root_password,
-            secure=False,
-        )
-        out = self.tmp / "raw"
-        target = None
-        for i, month in enumerate([*HISTORY, TARGET]):
-            result = generate_month(
-                "fhvhv",
-                month,
-                out,
-                trips=TRIPS_PER_MONTH,
-                seed=40 + i,
-                anomalies="none" if month != TARGET else "default",
-            )
-            year, mm = month.split("-")
-            key = f"{self.prefix}/tlc/fhvhv/year={year}/month={mm}/{result.data_path.name}"
-            client.fput_object(cfg.raw_bucket, key, str(result.data_path))
-            target = result if month == TARGET else target
-        args = parse_args(
-            [
-                "--trip-type", "fhvhv", "--granularity", "city",
-                "--raw-uri", f"s3a://{cfg.raw_bucket}/{self.prefix}/tlc",
-                "--models-uri", f"s3a://{cfg.models_bucket}/{self.prefix}",
-                "--namespace", self.namespace, "--mode", "train-and-score",
-                "--train-months", ",".join(HISTORY), "--score-months", TARGET,
-            ]
-        )  # fmt: skip
-        version = batch_main(self.spark, args).model_version
-        pointer = json.dumps({"version": version}).encode()
-        client.put_object(
-            cfg.models_bucket, f"{self.prefix}/fhvhv/city/promoted.json", io.BytesIO(pointer), len(pointer)
-        )
-        return version, target.data_path, target.episodes
-
-    # the job ---------------------------------------------------------------------------------------------
-    def start_job(self) -> None:
-        cfg = self.platform.cfg
-        env = {**os.environ, **spark_env(cfg), "AIRFLOW_CONN_TAP_KAFKA_STREAMING": self.streaming_conn}
-        argv = [
-            str(cfg.python), str(REPO_ROOT / "spark_jobs" / "run_stream_scoring.py"),
-            "--trip-type", "fhvhv", "--granularity", "city",
-            "--models-uri", f"s3a://{cfg.models_bucket}/{self.prefix}",
-            "--checkpoint-uri", self.checkpoint.as_uri(), "--namespace", self.namespace,
-            "--trips-topic", self.topics["trips"].name, "--alerts-topic", self.topics["alerts"].name,
-            "--dead-letters-topic", self.topics["dead-letters"].name,
-            "--trigger", "2 seconds", "--status-file", str(self.status),
-        ]  # fmt: skip
-        self.status.unlink(missing_ok=True)
-        log = open(self.log, "ab")  # noqa: SIM115 - closed with the process
-        self.process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def kill_job(self) -> None:
-        assert self.process is not None
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(30)
-        self.process = None
-
-    def stop_job(self) -> None:
-        if self.process is not None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process = None
-
-    def progress(self) -> dict:
-        assert self.process is not None and self.process.poll() is None, f"stream job died:\n{self.log_tail()}"
-        try:
-            return json.loads(self.status.read_text())
-        except (OSError, ValueError):
-            return {}
-
-    def log_tail(self) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-40:])
-
-    def end_offsets(self) -> dict[str, int]:
-        from confluent_kafka import Consumer, TopicPartition
-
-        consumer = Consumer({**self.roles["reader"].client_config(), "group.id": f"tap-reader-{self.suffix}"})
-        try:
-            topic = self.topics["trips"]
-            return {
-                str(p): consumer.get_watermark_offsets(TopicPartition(topic.name, p), timeout=10)[1]
-                for p in range(topic.partitions)
-            }
-        finally:
-            consumer.close()
-
-    def caught_up(self) -> bool:
-        """Both queries have processed every message now in the trips topic."""
-        queries = self.progress().get("queries") or {}
-        want = self.end_offsets()
-        if set(queries) != {"events", "windows"}:
-            return False
-        for progress in queries.values():
-            if not progress or not progress.get("sources"):
-                return False
-            end = progress["sources"][0].get("endOffset") or {}
-            if isinstance(end, str):
-                end = json.loads(end)
-            if end.get(self.topics["trips"].name) != want:
-                return False
-        return True
-
-    def read_topic(self, name: str) -> list[tuple[str, dict]]:
-        from confluent_kafka import Consumer
-
-        consumer = Consumer(
-            {
-                **self.roles["reader"].client_config(),
-                "group.id": f"tap-reader-{uuid.uuid4().hex[:6]}",
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": False,
-            }
-        )
-        consumer.subscribe([self.topics[name].name])
-        messages, idle_since = [], time.monotonic()
-        try:
-            while time.monotonic() - idle_since < 8:
-                message = consumer.poll(1)
-                if message is None or message.error():
-                    continue
-                messages.append((message.key().decode(), json.loads(message.value())))
-                idle_since = time.monotonic()
-        finally:
-            consumer.close()
-        return messages
-
-
 @pytest.fixture(scope="module")
 def scenario(platform, spark, tmp_path_factory):
     run = StreamScenario(platform, spark, tmp_path_factory.mktemp("stream"))
-    run.create_topics()
-    version, month_file, episodes = run.train()
-    table = read_table(str(month_file))
-    half = table.num_rows // 2
-    producer = producer_for(run.roles["replay"])
-    trips_topic = run.topics["trips"].name
-    source = f"s3://tap-raw/{run.prefix}/{month_file.name}"
+    try:
+        run.create_topics()
+        version, month_file, episodes = run.train()
+        table = read_table(str(month_file))
+        half = table.num_rows // 2
+        producer = producer_for(run.roles["replay"])
+        trips_topic = run.topics["trips"].name
+        source = f"s3://tap-raw/{run.prefix}/{month_file.name}"
 
-    run.start_job()
-    # First half of the month, and the bad events in the middle of it.
-    replay(table.slice(0, half), producer, "fhvhv", source, trips_topic)
-    for value in BAD_EVENTS:
-        producer.produce(trips_topic, key=b"bad", value=value)
-    producer.flush(30)
-    _wait(lambda: (run.progress().get("counters") or {}).get("events_valid", 0) > 0, 300, "a first events batch")
-    run.kill_job()  # kill -9 mid-stream: batches may be half done
+        run.start_job()
+        # First half of the month, and the bad events in the middle of it.
+        replay(table.slice(0, half), producer, "fhvhv", source, trips_topic)
+        for value in BAD_EVENTS:
+            producer.produce(trips_topic, key=b"bad", value=value)
+        producer.flush(30)
+        wait_for(lambda: (run.progress().get("counters") or {}).get("events_valid", 0) > 0, 300, "a first events batch")
+        run.kill_job()  # kill -9 mid-stream: batches may be half done
 
-    run.start_job()
-    # The second half, then the whole month again (every event a duplicate), then one event far too late.
-    rest = replay(table.slice(half), producer, "fhvhv", source, trips_topic, first_row=half)
-    replay(table, producer, "fhvhv", source, trips_topic)
-    late = json.dumps(
-        {
-            "event_id": "late-one",
-            "seq": 0,
-            "trip_type": "fhvhv",
-            "source": "test",
-            "row": 0,
-            "produced_at_ms": 0,
-            "trip": {"pickup_datetime": "2024-04-01 00:05:00", "trip_miles": 1.0, "base_passenger_fare": 10.0},
-        }
-    ).encode()
-    producer.produce(trips_topic, key=b"late-one", value=late)
-    producer.flush(30)
-    _wait(run.caught_up, 600, "the stream job to process every message")
-    assert rest.failed == 0
-    yield {"run": run, "version": version, "table": table, "episodes": episodes, "source": source}
-    run.stop_job()
-    run.delete_topics()
-    for name in (*tables.STREAM_TABLE_DDL, *tables.TABLE_DDL):
-        spark.sql(f"DROP TABLE IF EXISTS {tables.table_name(run.namespace, name)} PURGE")
+        run.start_job()
+        # The second half; the broker stopped and started again under the running job; then the whole month
+        # again (every event a duplicate), then one event far too late.
+        rest = replay(table.slice(half), producer, "fhvhv", source, trips_topic, first_row=half)
+        wait_for(
+            lambda: (run.progress().get("counters") or {}).get("events_valid", 0) > 0, 300, "a batch after restart"
+        )
+        kafka = platform.service("kafka")
+        kafka.stop()
+        time.sleep(5)
+        kafka.start()
+        producer = producer_for(run.roles["replay"])
+        replay(table, producer, "fhvhv", source, trips_topic)
+        late = json.dumps(
+            {
+                "event_id": "late-one",
+                "seq": 0,
+                "trip_type": "fhvhv",
+                "source": "test",
+                "row": 0,
+                "produced_at_ms": 0,
+                "trip": {"pickup_datetime": "2024-04-01 00:05:00", "trip_miles": 1.0, "base_passenger_fare": 10.0},
+            }
+        ).encode()
+        producer.produce(trips_topic, key=b"late-one", value=late)
+        producer.flush(30)
+        wait_for(run.caught_up, 600, "the stream job to process every message")
+        assert rest.failed == 0
+        assert run.process is not None and run.process.poll() is None, "the job must survive the broker restart"
+        yield {"run": run, "version": version, "table": table, "episodes": episodes, "source": source}
+    finally:
+        run.cleanup()  # also when the set-up failed half way: no topic or table left behind
 
 
 def test_every_valid_event_is_stored_exactly_once_across_kill_and_replays(scenario, spark):

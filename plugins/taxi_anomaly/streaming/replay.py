@@ -64,6 +64,8 @@ class ReplayStats:
     passes: int = 0
     started: float = field(default_factory=time.monotonic)
     errors: list[str] = field(default_factory=list)
+    # (pickup text, wall-clock time of production) every `mark_every` events, for latency measurements.
+    marks: list[tuple[str, float]] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
@@ -171,6 +173,8 @@ def replay(
     progress: Callable[[ReplayStats], None] | None = None,
     progress_every_s: float = 5.0,
     first_row: int = 0,
+    mark_every: int = 0,
+    first_pass: int = 0,
 ) -> ReplayStats:
     """Produce the table's events to `topic` (confluent-kafka Producer); return counts once every one is acked."""
     from datetime import datetime
@@ -186,7 +190,7 @@ def replay(
             if len(stats.errors) < 10:
                 stats.errors.append(str(err))
 
-    loop_pass = 0
+    loop_pass = first_pass
     while True:
         shift = WEEK * (loop_pass * max(1, -(-span // WEEK))) if loop_pass else timedelta(0)
         first_pickup = None
@@ -206,7 +210,10 @@ def replay(
                 pause = bucket.wait_time()
                 if pause:
                     time.sleep(pause)
-            event["produced_at_ms"] = int(time.time() * 1000)
+            now = time.time()
+            event["produced_at_ms"] = int(now * 1000)
+            if mark_every and stats.produced % mark_every == 0:
+                stats.marks.append((pickup, now))
             payload = json.dumps(event, separators=(",", ":"), default=str).encode()
             while True:
                 try:
@@ -214,8 +221,9 @@ def replay(
                     break
                 except BufferError:  # local queue full: let deliveries drain
                     producer.poll(0.05)
-            producer.poll(0)
             stats.produced += 1
+            if stats.produced % 1000 == 0:  # serve delivery reports in bulk, not after every event
+                producer.poll(0)
             if progress and time.monotonic() >= next_report:
                 progress(stats)
                 next_report = time.monotonic() + progress_every_s

@@ -1,0 +1,233 @@
+"""A streaming scenario on the real platform, shared by the end-to-end test and the streaming benchmark: topics
+of its own, generated months landed in MinIO, a model trained with the batch job and promoted, and the
+streaming job as a real process (killable with -9)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+from anomaly_detection import tables
+from anomaly_detection.args import parse_args
+from anomaly_detection.job import main as batch_main
+from local_platform.config import REPO_ROOT
+from local_platform.connections import connection_definitions
+from local_platform.services.kafka import KAFKA_PRINCIPALS
+from local_platform.spark import spark_env
+from taxi_anomaly.streaming import provision
+from taxi_anomaly.streaming.settings import KafkaSettings
+from taxi_anomaly.streaming.topics import Topic
+
+HISTORY = ["2024-01", "2024-02", "2024-03"]
+TARGET = "2024-04"
+
+
+def wait_for(check, timeout: float, what: str, interval: float = 2.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+class StreamScenario:
+    """Topics of its own, a trained and promoted model, and the streaming job as a real process."""
+
+    def __init__(self, platform, spark, tmp: Path, trips_per_month: int = 60_000, trigger: str = "2 seconds") -> None:
+        self.platform, self.spark, self.tmp = platform, spark, tmp
+        self.trips_per_month, self.trigger = trips_per_month, trigger
+        self.suffix = uuid.uuid4().hex[:8]
+        self.prefix = f"stream-it-{self.suffix}"
+        self.namespace = f"stream_{self.suffix}"
+        self.topics = {
+            name: Topic(
+                f"tap.test-{self.suffix}.{name}",
+                partitions=2 if name == "trips" else 1,
+                retention_ms=3600_000,
+                retention_bytes=1 << 28,
+            )
+            for name in ("trips", "alerts", "dead-letters")
+        }
+        cfg, creds = platform.cfg, platform.creds
+        self.admin_settings = KafkaSettings(cfg.kafka_bootstrap, KAFKA_PRINCIPALS["admin"], creds.kafka_admin_password)
+        conns = connection_definitions(cfg, creds)
+        self.roles = {
+            r: KafkaSettings.from_connection_json(json.dumps(conns[f"tap_kafka_{r}"]))
+            for r in ("replay", "streaming", "reader")
+        }
+        self.streaming_conn = json.dumps(conns["tap_kafka_streaming"])
+        self.checkpoint = tmp / "checkpoint"
+        self.status = tmp / "status.json"
+        self.process: subprocess.Popen | None = None
+        self.log = tmp / "stream.log"
+
+    # set-up ----------------------------------------------------------------------------------------------
+    def create_topics(self) -> None:
+        admin = provision.admin_client(self.admin_settings)
+        provision.ensure_topics(admin, tuple(self.topics.values()))
+        t = {k: v.name for k, v in self.topics.items()}
+        grants = {
+            "replay": {t["trips"]: ("WRITE",)},
+            "streaming": {t["trips"]: ("READ",), t["alerts"]: ("WRITE",), t["dead-letters"]: ("WRITE",)},
+            "reader": {t["trips"]: ("READ",), t["alerts"]: ("READ",), t["dead-letters"]: ("READ",)},
+        }
+        provision.ensure_acls(admin, KAFKA_PRINCIPALS, grants)
+
+    def delete_topics(self) -> None:
+        admin = provision.admin_client(self.admin_settings)
+        for future in admin.delete_topics([t.name for t in self.topics.values()]).values():
+            future.result()
+
+    def train(self) -> tuple[str, Path, list]:
+        """Generate and land four months, train on three and score the fourth with the batch job, promote."""
+        from minio import Minio
+
+        from taxi_anomaly.synthetic import generate_month
+
+        cfg, creds = self.platform.cfg, self.platform.creds
+        client = Minio(
+            f"127.0.0.1:{cfg.minio_port}",
+            access_key=creds.minio_root_user,
+            secret_key=creds.minio_root_password,
+            secure=False,
+        )
+        out = self.tmp / "raw"
+        target = None
+        for i, month in enumerate([*HISTORY, TARGET]):
+            result = generate_month(
+                "fhvhv",
+                month,
+                out,
+                trips=self.trips_per_month,
+                seed=40 + i,
+                anomalies="none" if month != TARGET else "default",
+            )
+            year, mm = month.split("-")
+            key = f"{self.prefix}/tlc/fhvhv/year={year}/month={mm}/{result.data_path.name}"
+            client.fput_object(cfg.raw_bucket, key, str(result.data_path))
+            target = result if month == TARGET else target
+        args = parse_args(
+            [
+                "--trip-type", "fhvhv", "--granularity", "city",
+                "--raw-uri", f"s3a://{cfg.raw_bucket}/{self.prefix}/tlc",
+                "--models-uri", f"s3a://{cfg.models_bucket}/{self.prefix}",
+                "--namespace", self.namespace, "--mode", "train-and-score",
+                "--train-months", ",".join(HISTORY), "--score-months", TARGET,
+            ]
+        )  # fmt: skip
+        version = batch_main(self.spark, args).model_version
+        pointer = json.dumps({"version": version}).encode()
+        client.put_object(
+            cfg.models_bucket, f"{self.prefix}/fhvhv/city/promoted.json", io.BytesIO(pointer), len(pointer)
+        )
+        return version, target.data_path, target.episodes
+
+    # the job ---------------------------------------------------------------------------------------------
+    def start_job(self) -> None:
+        cfg = self.platform.cfg
+        env = {**os.environ, **spark_env(cfg), "AIRFLOW_CONN_TAP_KAFKA_STREAMING": self.streaming_conn}
+        argv = [
+            str(cfg.python), str(REPO_ROOT / "spark_jobs" / "run_stream_scoring.py"),
+            "--trip-type", "fhvhv", "--granularity", "city",
+            "--models-uri", f"s3a://{cfg.models_bucket}/{self.prefix}",
+            "--checkpoint-uri", self.checkpoint.as_uri(), "--namespace", self.namespace,
+            "--trips-topic", self.topics["trips"].name, "--alerts-topic", self.topics["alerts"].name,
+            "--dead-letters-topic", self.topics["dead-letters"].name,
+            "--trigger", self.trigger, "--status-file", str(self.status),
+        ]  # fmt: skip
+        self.status.unlink(missing_ok=True)
+        log = open(self.log, "ab")  # noqa: SIM115 - closed with the process
+        self.process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def kill_job(self) -> None:
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(30)
+        self.process = None
+
+    def stop_job(self) -> None:
+        if self.process is not None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process = None
+
+    def progress(self) -> dict:
+        assert self.process is not None and self.process.poll() is None, f"stream job died:\n{self.log_tail()}"
+        try:
+            return json.loads(self.status.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def log_tail(self) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-40:])
+
+    def end_offsets(self) -> dict[str, int]:
+        from confluent_kafka import Consumer, TopicPartition
+
+        consumer = Consumer({**self.roles["reader"].client_config(), "group.id": f"tap-reader-{self.suffix}"})
+        try:
+            topic = self.topics["trips"]
+            return {
+                str(p): consumer.get_watermark_offsets(TopicPartition(topic.name, p), timeout=10)[1]
+                for p in range(topic.partitions)
+            }
+        finally:
+            consumer.close()
+
+    def caught_up(self) -> bool:
+        """Both queries have processed every message now in the trips topic."""
+        queries = self.progress().get("queries") or {}
+        want = self.end_offsets()
+        if set(queries) != {"events", "windows"}:
+            return False
+        for progress in queries.values():
+            if not progress or not progress.get("sources"):
+                return False
+            end = progress["sources"][0].get("endOffset") or {}
+            if isinstance(end, str):
+                end = json.loads(end)
+            if end.get(self.topics["trips"].name) != want:
+                return False
+        return True
+
+    def read_topic(self, name: str) -> list[tuple[str, dict]]:
+        from confluent_kafka import Consumer
+
+        consumer = Consumer(
+            {
+                **self.roles["reader"].client_config(),
+                "group.id": f"tap-reader-{uuid.uuid4().hex[:6]}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            }
+        )
+        consumer.subscribe([self.topics[name].name])
+        messages, idle_since = [], time.monotonic()
+        try:
+            while time.monotonic() - idle_since < 8:
+                message = consumer.poll(1)
+                if message is None or message.error():
+                    continue
+                messages.append((message.key().decode(), json.loads(message.value())))
+                idle_since = time.monotonic()
+        finally:
+            consumer.close()
+        return messages
+
+    def cleanup(self) -> None:
+        """Stop the job, delete the topics and drop the scenario's tables."""
+        self.stop_job()
+        self.delete_topics()
+        for name in (*tables.STREAM_TABLE_DDL, *tables.TABLE_DDL):
+            self.spark.sql(f"DROP TABLE IF EXISTS {tables.table_name(self.namespace, name)} PURGE")
