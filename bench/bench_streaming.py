@@ -14,6 +14,10 @@ model trained by the batch job on three months and promoted) running as a real p
 
     make up
     PYTHONPATH=plugins:spark_jobs:. .venv/bin/python -m bench.bench_streaming --rates 2000,10000,max
+
+Two parts alone, on the file of an earlier run (--month-file) or a fresh 1.5 M-trip month:
+    ... -m bench.bench_streaming --only producer   # replay -> broker, acks=all, by linger.ms
+    ... -m bench.bench_streaming --only parse      # Spark batch over the events: parse_events and its parts
 """
 
 from __future__ import annotations
@@ -111,13 +115,122 @@ def window_latencies(spark, run, marks: list[tuple[str, float]], since: float, u
     return latencies
 
 
+def _month_file(args) -> Path:
+    if args.month_file:
+        return args.month_file
+    from taxi_anomaly.synthetic import generate_month
+
+    out = Path(tempfile.mkdtemp(prefix="bench-streaming-month-"))
+    return generate_month("fhvhv", "2024-04", out, trips=args.trips, seed=43).data_path
+
+
+def producer_only(platform, args) -> dict:
+    """Replay 200 k events into a topic of its own at each linger.ms; acknowledged events/s."""
+    import uuid
+
+    from local_platform.connections import connection_definitions
+    from local_platform.services.kafka import KAFKA_PRINCIPALS
+    from taxi_anomaly.streaming import provision
+    from taxi_anomaly.streaming.replay import producer_for, read_table, replay
+    from taxi_anomaly.streaming.settings import KafkaSettings
+    from taxi_anomaly.streaming.topics import Topic
+
+    cfg, creds = platform.cfg, platform.creds
+    admin = provision.admin_client(
+        KafkaSettings(cfg.kafka_bootstrap, KAFKA_PRINCIPALS["admin"], creds.kafka_admin_password)
+    )
+    topic = f"tap.test-producer-{uuid.uuid4().hex[:6]}"
+    provision.ensure_topics(admin, (Topic(topic, 2, 3600_000, 1 << 28),))
+    provision.ensure_acls(admin, KAFKA_PRINCIPALS, {"replay": {topic: ("WRITE",)}})
+    replay_role = KafkaSettings.from_connection_json(json.dumps(connection_definitions(cfg, creds)["tap_kafka_replay"]))
+    table = read_table(str(_month_file(args))).slice(0, 200_000)
+    results = {}
+
+    class Dropping:
+        def produce(self, *_args, **_kwargs) -> None:
+            pass
+
+        def poll(self, _timeout: float = 0) -> None:
+            pass
+
+        def flush(self, _timeout: float = 0) -> int:
+            return 0
+
+    try:
+        started = time.perf_counter()
+        replay(table, Dropping(), "fhvhv", "bench", topic)
+        results["no_broker_events_per_s"] = round(table.num_rows / (time.perf_counter() - started))
+        for linger in (5, 20, 100):
+            started = time.perf_counter()
+            stats = replay(table, producer_for(replay_role, **{"linger.ms": linger}), "fhvhv", "bench", topic)
+            results[f"linger_{linger}ms_events_per_s"] = round(stats.produced / (time.perf_counter() - started))
+    finally:
+        for future in admin.delete_topics([topic]).values():
+            future.result()
+    return results
+
+
+def parse_only(spark, args) -> dict:
+    """Spark batch over 300 k events read from parquet: the stream's parsing and its parts, rows/s."""
+    import orjson
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from pyspark.sql import functions as F
+
+    from anomaly_detection.streaming import EVENT_SCHEMA, event_time, parse_events, valid_trips
+    from anomaly_detection.windows import aggregate_trips, trip_key
+    from taxi_anomaly.streaming.replay import read_table, trip_events
+
+    table = read_table(str(_month_file(args))).slice(0, 300_000)
+    values = [orjson.dumps(event, default=str) for _id, _seq, event, _pickup in trip_events(table, "fhvhv", "bench")]
+    path = Path(tempfile.mkdtemp(prefix="bench-streaming-events-")) / "events.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "value": pa.array(values, pa.binary()),
+                "partition": pa.array([0] * len(values), pa.int32()),
+                "offset": pa.array(range(len(values)), pa.int64()),
+                "timestamp": pa.array([0] * len(values), pa.timestamp("us")),
+            }
+        ),
+        path,
+    )
+    spark.conf.set("spark.sql.session.timeZone", "UTC")
+    raw = spark.read.parquet(str(path)).repartition(2).cache()
+    raw.count()
+    text = F.col("value").cast("string")
+    parsed = parse_events(raw, "fhvhv")
+    steps = {
+        "from_json_struct": lambda: raw.select(F.from_json(text, EVENT_SCHEMA).alias("e"))
+        .where("e.event_id is not null")
+        .count(),
+        "parse_events_pickup_only": lambda: parsed.select("pickup_at").where("pickup_at is not null").count(),
+        "parse_events": lambda: parsed.where("error is null").count(),
+        "parse_and_aggregate": lambda: aggregate_trips(
+            trip_key(valid_trips(parsed).withColumn("event_time", event_time(parsed)), "city", None),
+            ["key", F.window("event_time", "30 minutes")],
+        ).count(),
+    }
+    results = {}
+    for name, step in steps.items():
+        step()  # warm-up
+        started = time.perf_counter()
+        step()
+        results[f"{name}_rows_per_s"] = round(len(values) / (time.perf_counter() - started))
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trips", type=int, default=1_500_000, help="trips per generated month")
     parser.add_argument("--rates", default="2000,10000,max")
     parser.add_argument("--seconds", type=float, default=60.0, help="replay time per rate")
-    parser.add_argument("--trigger", default="1 second")
+    parser.add_argument("--trigger", default="1 second", help="the windows query's trigger")
+    parser.add_argument("--events-trigger", default="10 seconds", help="the events query's trigger")
+    parser.add_argument("--warmup-events", type=int, default=50_000, help="replayed before the measured phases")
     parser.add_argument("--out", type=Path, default=Path("bench/results/streaming.json"))
+    parser.add_argument("--only", choices=["producer", "parse"], help="measure one part alone")
+    parser.add_argument("--month-file", type=Path, help="a generated fhvhv month to use (--only)")
     args = parser.parse_args(argv)
 
     from local_platform.config import load_config
@@ -126,15 +239,29 @@ def main(argv: list[str] | None = None) -> int:
 
     platform = LocalPlatform(load_config())
     os.environ.update(spark_env(platform.cfg))
+    if args.only == "producer":
+        print(json.dumps(producer_only(platform, args), indent=2), flush=True)
+        return 0
     from pyspark.sql import SparkSession
 
     from taxi_anomaly.streaming.replay import producer_for, read_table, replay
     from tests.streaming.scenario import StreamScenario, wait_for
 
     spark = SparkSession.builder.appName("bench-streaming").config("spark.sql.shuffle.partitions", "2").getOrCreate()
+    if args.only == "parse":
+        print(json.dumps(parse_only(spark, args), indent=2), flush=True)
+        spark.stop()
+        return 0
     tmp = Path(tempfile.mkdtemp(prefix="bench-streaming-"))
-    run = StreamScenario(platform, spark, tmp, trips_per_month=args.trips, trigger=args.trigger)
-    results: dict = {"trips_per_month": args.trips, "trigger": args.trigger, "seconds_per_rate": args.seconds}
+    run = StreamScenario(
+        platform, spark, tmp, trips_per_month=args.trips, trigger=args.trigger, events_trigger=args.events_trigger
+    )
+    results: dict = {
+        "trips_per_month": args.trips,
+        "trigger": args.trigger,
+        "events_trigger": args.events_trigger,
+        "seconds_per_rate": args.seconds,
+    }
     try:
         run.create_topics()
         _version, month_file, _episodes = run.train()
@@ -142,7 +269,12 @@ def main(argv: list[str] | None = None) -> int:
         run.start_job()
         wait_for(lambda: run.progress().get("queries"), 300, "the streaming job to start")
         producer = producer_for(run.roles["replay"])
-        source, topic, passes = f"bench/{month_file.name}", run.topics["trips"].name, 0
+        source, topic = f"bench/{month_file.name}", run.topics["trips"].name
+        # Warm-up (not measured): the first batches start the Python workers and compile the plans.
+        warm = replay(table, producer, "fhvhv", source, topic, limit=args.warmup_events)
+        with Sampler(run) as sampler:
+            wait_for(lambda s=sampler: s.lag() == 0, 900, "the job to take the warm-up events", interval=1.0)
+        passes = warm.passes
         phases = []
         for rate_text in args.rates.split(","):
             rate = None if rate_text == "max" else float(rate_text)
@@ -178,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
             }
             print(f"bench: {json.dumps(phase)}", flush=True)
             phases.append(phase)
+            results["phases"] = phases  # written after every phase: a long phase can be stopped with Ctrl-C
+            args.out.write_text(json.dumps(results, indent=2) + "\n")
             # The next phase goes on where this one stopped in event time (later passes: new ids, later times).
             passes += stats.passes
         results["phases"] = phases

@@ -147,10 +147,14 @@ def add_lags(windows: DataFrame) -> DataFrame:
     )
 
 
-def build_features(windows: DataFrame, profile: DataFrame) -> DataFrame:
+def build_features(windows: DataFrame, profile: DataFrame, with_lags: bool = True) -> DataFrame:
     """All features of the windows, with robust z-scores against the seasonal profile (0 where undefined, and
-    for the means of windows with fewer than MIN_TRIPS_FOR_MEANS trips)."""
-    base = add_lags(add_signals(add_time_features(windows)))
+    for the means of windows with fewer than MIN_TRIPS_FOR_MEANS trips). with_lags=False leaves out the lag
+    columns (they need the earlier windows, which a micro-batch of closed windows does not hold; they are not
+    model inputs, so the scores are the same)."""
+    base = add_signals(add_time_features(windows))
+    if with_lags:
+        base = add_lags(base)
     joined = base.join(F.broadcast(profile), ["granularity", "key", "weekday", "slot"], "left")
     z_scores = {}
     for name, (_, floor) in SIGNALS.items():
@@ -164,7 +168,8 @@ def build_features(windows: DataFrame, profile: DataFrame) -> DataFrame:
         if name != "log_rate":
             z = F.when(F.col("trips") >= MIN_TRIPS_FOR_MEANS, z)
         z_scores[f"z_{name}"] = F.coalesce(z, F.lit(0.0))
-    lags = {name: F.coalesce(F.col(name), F.lit(0.0)) for name in ("d_prev_day", "d_prev_week", "d_rolling_3h")}
+    lag_names = ("d_prev_day", "d_prev_week", "d_rolling_3h") if with_lags else ()
+    lags = {name: F.coalesce(F.col(name), F.lit(0.0)) for name in lag_names}
     z_max_abs = F.greatest(*[F.abs(z_scores[c]) for c in DEVIATION_FEATURES])
     joined = joined.withColumns({**z_scores, **lags, "z_max_abs": z_max_abs})
     return joined.drop(*[c for c in joined.columns if c.startswith(("med_", "scale_", "s_"))])

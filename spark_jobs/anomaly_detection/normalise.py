@@ -97,20 +97,23 @@ def normalise_trips(raw: DataFrame, trip_type: str, source: str = "input", keep:
     ).toDF(*keep, *CANONICAL_COLUMNS)
 
 
-def normalise_record_map(records: DataFrame, map_column: str, trip_type: str) -> DataFrame:
-    """normalise_trips for rows that arrive as column -> text maps (the stream's `trip` field): one raw
-    column per canonical field, the first of its raw names present in the map (names matched in lower case);
-    the other columns of `records` are kept beside the canonical ones. fhvhv is the only trip type that
-    publishes trip_time, so only its events read a duration from it (the others take dropoff - pickup)."""
-    kept = tuple(c for c in records.columns if c != map_column)
-    # One lower-cased copy of the map per row, in its own projection (not repeated in every lookup below).
-    lowered = records.select(*kept, F.transform_keys(F.col(map_column), lambda k, _v: F.lower(k)).alias("_raw"))
+# Every raw name a record may carry (the stream's `trip` struct has one text field per name).
+RECORD_FIELDS = tuple(dict.fromkeys(name for names in RAW_NAMES.values() for name in names))
+
+
+def normalise_records(records: DataFrame, struct_column: str, trip_type: str) -> DataFrame:
+    """normalise_trips for rows that arrive as a struct of text fields named by the raw columns in lower case
+    (the stream's `trip`, parsed with RECORD_FIELDS): one raw column per canonical field, the first of its raw
+    names that is set; the other columns of `records` are kept beside the canonical ones. fhvhv is the only
+    trip type that publishes trip_time, so only its records read a duration from it (the others take dropoff
+    - pickup)."""
+    kept = tuple(c for c in records.columns if c != struct_column)
     raw_columns = {}
     for canonical, names in RAW_NAMES.items():
         if canonical == "trip_time_s" and trip_type != "fhvhv":
             continue
-        raw_columns[names[0]] = F.coalesce(*[F.col("_raw").getItem(name) for name in names])
-    raw = lowered.select(*kept, *[value.alias(name) for name, value in raw_columns.items()])
+        raw_columns[names[0]] = F.coalesce(*[F.col(f"{struct_column}.{name}") for name in names])
+    raw = records.select(*kept, *[value.alias(name) for name, value in raw_columns.items()])
     return normalise_trips(raw, trip_type, source=f"events ({trip_type})", keep=kept)
 
 

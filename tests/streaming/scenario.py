@@ -41,9 +41,17 @@ def wait_for(check, timeout: float, what: str, interval: float = 2.0):
 class StreamScenario:
     """Topics of its own, a trained and promoted model, and the streaming job as a real process."""
 
-    def __init__(self, platform, spark, tmp: Path, trips_per_month: int = 60_000, trigger: str = "2 seconds") -> None:
+    def __init__(
+        self,
+        platform,
+        spark,
+        tmp: Path,
+        trips_per_month: int = 60_000,
+        trigger: str = "2 seconds",
+        events_trigger: str = "2 seconds",
+    ) -> None:
         self.platform, self.spark, self.tmp = platform, spark, tmp
-        self.trips_per_month, self.trigger = trips_per_month, trigger
+        self.trips_per_month, self.trigger, self.events_trigger = trips_per_month, trigger, events_trigger
         self.suffix = uuid.uuid4().hex[:8]
         self.prefix = f"stream-it-{self.suffix}"
         self.namespace = f"stream_{self.suffix}"
@@ -130,6 +138,29 @@ class StreamScenario:
         )
         return version, target.data_path, target.episodes
 
+    def promote_copy(self, version: str) -> str:
+        """Save the model `version` again as a new version and point the promotion pointer at it (as the
+        retraining DAG does after a promotion); return the new version."""
+        from minio import Minio
+
+        from anomaly_detection.registry import ModelRegistry
+
+        cfg, creds = self.platform.cfg, self.platform.creds
+        registry = ModelRegistry(self.spark, f"s3a://{cfg.models_bucket}/{self.prefix}")
+        bundle, meta = registry.load("fhvhv", "city", version)
+        new_version = registry.save(bundle, "fhvhv", "city", {"copied_from": version, **{"run_id": meta["run_id"]}})
+        pointer = json.dumps({"version": new_version}).encode()
+        client = Minio(
+            f"127.0.0.1:{cfg.minio_port}",
+            access_key=creds.minio_root_user,
+            secret_key=creds.minio_root_password,
+            secure=False,
+        )
+        client.put_object(
+            cfg.models_bucket, f"{self.prefix}/fhvhv/city/promoted.json", io.BytesIO(pointer), len(pointer)
+        )
+        return new_version
+
     # the job ---------------------------------------------------------------------------------------------
     def start_job(self) -> None:
         cfg = self.platform.cfg
@@ -141,7 +172,7 @@ class StreamScenario:
             "--checkpoint-uri", self.checkpoint.as_uri(), "--namespace", self.namespace,
             "--trips-topic", self.topics["trips"].name, "--alerts-topic", self.topics["alerts"].name,
             "--dead-letters-topic", self.topics["dead-letters"].name,
-            "--trigger", self.trigger, "--status-file", str(self.status),
+            "--trigger", self.trigger, "--events-trigger", self.events_trigger, "--status-file", str(self.status),
         ]  # fmt: skip
         self.status.unlink(missing_ok=True)
         log = open(self.log, "ab")  # noqa: SIM115 - closed with the process

@@ -80,7 +80,19 @@ def scenario(platform, spark, tmp_path_factory):
         wait_for(run.caught_up, 600, "the stream job to process every message")
         assert rest.failed == 0
         assert run.process is not None and run.process.poll() is None, "the job must survive the broker restart"
-        yield {"run": run, "version": version, "table": table, "episodes": episodes, "source": source}
+        # Hot reload: a newly promoted model scores the next windows, without a restart.
+        promoted_at = time.time()
+        reloaded = run.promote_copy(version)
+        replay(table, producer, "fhvhv", source, trips_topic, loop=True, first_pass=1, limit=table.num_rows)
+        wait_for(run.caught_up, 600, "the stream job to process the pass after the promotion")
+        yield {
+            "run": run,
+            "version": version,
+            "reloaded": reloaded,
+            "promoted_at": promoted_at,
+            "table": table,
+            "episodes": episodes,
+        }
     finally:
         run.cleanup()  # also when the set-up failed half way: no topic or table left behind
 
@@ -90,7 +102,9 @@ def test_every_valid_event_is_stored_exactly_once_across_kill_and_replays(scenar
     stored = spark.table(tables.table_name(run.namespace, tables.STREAM_TRIPS_TABLE))
     counts = stored.agg(F.count(F.lit(1)), F.countDistinct("event_id")).first()
     pickups = table.column("pickup_datetime")
-    valid = table.num_rows - pickups.null_count + 1  # + the late event
+    # The month (replayed in two halves, then again whole: the same ids), the late event, and the pass after
+    # the promotion (a later pass of the month: ids of its own).
+    valid = 2 * (table.num_rows - pickups.null_count) + 1
     assert counts[0] == counts[1] == valid, f"rows {counts[0]}, distinct ids {counts[1]}, valid events {valid}"
     late = stored.where(F.col("event_id") == "late-one").count()
     assert late == 1, "an event older than the watermark is still kept in the enriched stream"
@@ -100,12 +114,13 @@ def test_bad_events_go_to_the_dead_letter_topic_with_their_reason(scenario):
     run, table = scenario["run"], scenario["table"]
     letters = run.read_topic("dead-letters")
     reasons = [letter["reason"] for _key, letter in letters]
-    # The generator's dirt includes trips without a pickup time; each copy of them is a dead letter.
+    # A row without a pickup time is a dead letter each time it is replayed (the month goes in three times:
+    # two halves, whole, and the pass after the promotion).
     no_pickup_rows = table.column("pickup_datetime").null_count
     assert reasons.count("not a JSON object") == 2
     assert reasons.count("no event_id") == 1
     assert reasons.count("trip_type yellow: this query scores fhvhv") == 1
-    assert reasons.count("no pickup time, or not a timestamp") == 1 + 2 * no_pickup_rows
+    assert reasons.count("no pickup time, or not a timestamp") == 1 + 3 * no_pickup_rows
     assert len({key for key, _ in letters}) == len(letters), "a dead letter was published twice"
 
 
@@ -115,7 +130,7 @@ def test_stream_window_scores_equal_the_batch_job_for_the_same_month_and_model(s
     batch = spark.table(tables.table_name(run.namespace, tables.SCORES_TABLE)).where(
         (F.col("month") == TARGET) & (F.col("trips") > 0)
     )
-    assert stream.select("model_version").distinct().collect()[0][0] == version
+    assert {r[0] for r in stream.select("model_version").distinct().collect()} == {version}
     keys = ["granularity", "key", "bucket_start"]
     joined = batch.alias("b").join(stream.alias("s"), keys, "left")
     rows = joined.select(
@@ -141,7 +156,7 @@ def test_alerts_are_published_once_per_window_and_cover_the_labelled_episodes(sc
     alerts = spark.table(tables.table_name(run.namespace, tables.STREAM_ALERTS_TABLE)).collect()
     ids = [a.alert_id for a in alerts]
     assert ids and len(ids) == len(set(ids)), "an alert is repeated in stream_alerts"
-    assert {a.model_version for a in alerts} == {version}
+    assert {a.model_version for a in alerts if a.month == TARGET} == {version}
     published = run.read_topic("alerts")
     assert {key for key, _ in published} == set(ids)
     duplicates = len(published) - len({key for key, _ in published})
@@ -163,3 +178,43 @@ def test_alerts_are_published_once_per_window_and_cover_the_labelled_episodes(sc
     found = sum(1 for e in episodes if set(e.bucket_starts(30)) & flagged)
     print(f"episodes alerted: {found} of {len(episodes)}")
     assert found >= 1
+
+
+def test_a_newly_promoted_model_scores_the_next_windows_without_a_restart(scenario, spark):
+    from datetime import UTC, datetime
+
+    run, reloaded = scenario["run"], scenario["reloaded"]
+    scores = spark.table(tables.table_name(run.namespace, tables.STREAM_SCORES_TABLE))
+    after = scores.where(F.col("window_closed_at") > datetime.fromtimestamp(scenario["promoted_at"] + 5, tz=UTC))
+    versions = {r[0] for r in after.select("model_version").distinct().collect()}
+    assert after.count() > 100 and versions == {reloaded}, f"windows scored after the promotion: {versions}"
+    alerts = spark.table(tables.table_name(run.namespace, tables.STREAM_ALERTS_TABLE)).where(F.col("month") != TARGET)
+    assert {r[0] for r in alerts.select("model_version").distinct().collect()} <= {reloaded}
+
+
+def test_compaction_through_trino_bounds_the_file_count_of_a_streamed_table(scenario, spark):
+    from taxi_anomaly.serving.trino_client import TrinoSettings
+    from taxi_anomaly.streaming.maintenance import compact_table
+
+    run = scenario["run"]
+    platform = run.platform
+    settings = TrinoSettings(
+        host="127.0.0.1",
+        port=platform.cfg.trino_port,
+        user=platform.creds.trino_admin_user,
+        password=platform.creds.trino_admin_password,
+        verify=str(platform.service("trino").ca_file),
+    )
+    stored = spark.table(tables.table_name(run.namespace, tables.STREAM_TRIPS_TABLE))
+    rows_before = stored.count()
+    partitions = stored.select("trip_type", "month").distinct().count()
+    connection = settings.connect()
+    try:
+        report = compact_table(connection, run.namespace, tables.STREAM_TRIPS_TABLE)
+    finally:
+        connection.close()
+    print(f"compaction: {report.as_dict()}")
+    assert report.files_before > partitions, "the stream should have left several small files per partition"
+    assert report.files_after == partitions, "one file per partition after optimize"
+    spark.sql(f"REFRESH TABLE {tables.table_name(run.namespace, tables.STREAM_TRIPS_TABLE)}")
+    assert spark.table(tables.table_name(run.namespace, tables.STREAM_TRIPS_TABLE)).count() == rows_before

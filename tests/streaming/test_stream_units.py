@@ -75,7 +75,7 @@ def test_trip_events_carry_the_contract_fields_in_pickup_order():
     assert pickups == sorted(pickups) and pickups[0] == "2024-04-01 08:00:00.000000"
     _id, _seq, event, _pickup = events[0]
     assert tuple(event) == EVENT_FIELDS
-    assert event["trip"]["PULocationID"] in range(1, 6) and event["trip"]["trip_miles"] == 1.5
+    assert event["trip"]["pulocationid"] in range(1, 6) and event["trip"]["trip_miles"] == 1.5
     assert event["source"] == "src" and event["row"] == 0
 
 
@@ -125,7 +125,7 @@ def test_parse_events_names_what_is_wrong_with_each_bad_event(spark):
 
     good = {"event_id": "a", "seq": 0, "trip_type": "fhvhv", "source": "s", "row": 0, "produced_at_ms": 1}
     values = [
-        json.dumps({**good, "trip": {"pickup_datetime": "2024-04-01 08:00:00", "PULocationID": "5"}}),
+        json.dumps({**good, "trip": {"pickup_datetime": "2024-04-01 08:00:00", "pulocationid": "5"}}),
         "not json",
         json.dumps({"other": "schema"}),
         json.dumps({**good, "event_id": "b", "trip_type": "green", "trip": {}}),

@@ -5,7 +5,9 @@
 2. tap_backfill, score off: the history months land (months the mirror does not have are skipped);
 3. tap_weekly_retrain: a model per trip type is trained, evaluated and promoted (skipped once one is promoted);
 4. tap_backfill for green 2024-01, then fhvhv 2025-04: Spark scores them with the promoted model into
-   iceberg.taxi.*, Trino checks the counts, and the Superset dashboards are refreshed.
+   iceberg.taxi.*, Trino checks the counts, and the Superset dashboards are refreshed;
+5. the stream: the streaming job starts (`make stream-up`), the fhvhv month is replayed into Kafka at 5,000
+   events/s, and alerts are printed as they arrive (taxi_anomaly.streaming.demo; --no-stream skips it).
 
 Every run is triggered through Airflow's REST API and executed by the platform's scheduler, like a trigger from
 the UI, and followed task by task. Raw files, models and run records use the key prefix `demo/`. A second demo
@@ -96,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=DEMO_DIR)
     parser.add_argument("--prefix", default="demo/", help="key prefix in the raw/models/reports buckets")
     parser.add_argument("--retrain", action="store_true", help="retrain even if a model is promoted already")
+    parser.add_argument("--no-stream", action="store_true", help="skip the streaming part")
     args = parser.parse_args(argv)
     if "AIRFLOW_CONN_TAP_S3" not in os.environ:
         raise SystemExit('run through scripts/demo.sh (or eval "$(python3 -m local_platform env airflow)" first)')
@@ -140,6 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     print(flush=True)
     for trip_type, month in TARGETS.items():
         top_anomalies.main(["-n", "8", "--trip-type", trip_type, "--granularity", "city", "--month", month])
+        print(flush=True)
+    if not args.no_stream:
+        from taxi_anomaly.streaming.demo import run_stream_demo
+
+        run_stream_demo(generated / f"fhvhv_tripdata_{TARGETS['fhvhv']}.parquet", REPO_ROOT, args.data_dir)
         print(flush=True)
     superset = json.loads(os.environ.get("AIRFLOW_CONN_TAP_SUPERSET", "{}"))
     superset_url = f"http://{superset.get('host', '127.0.0.1')}:{superset.get('port', 8088)}"
