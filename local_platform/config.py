@@ -129,6 +129,20 @@ class PlatformConfig:
         return f"http://{LOOPBACK}:{self.superset_port}"
 
     @property
+    def listening_ports(self) -> tuple[int, ...]:
+        """Every port `make up` opens (the Airflow log-server ports are not among them: those never run)."""
+        return (
+            self.minio_port,
+            self.minio_console_port,
+            self.metastore_port,
+            self.kafka_port,
+            self.kafka_controller_port,
+            self.trino_port,
+            self.superset_port,
+            self.airflow_port,
+        )
+
+    @property
     def kafka_bootstrap(self) -> str:
         return f"{LOOPBACK}:{self.kafka_port}"
 

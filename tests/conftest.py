@@ -42,16 +42,7 @@ def _assert_stopped(local: LocalPlatform, pids: list[int]) -> None:
     time.sleep(1)
     alive = [pid for pid in pids if os.path.exists(f"/proc/{pid}")]
     cfg = local.cfg
-    ports = [
-        cfg.minio_port,
-        cfg.minio_console_port,
-        cfg.metastore_port,
-        cfg.kafka_port,
-        cfg.kafka_controller_port,
-        cfg.trino_port,
-        cfg.superset_port,
-        cfg.airflow_port,
-    ]
+    ports = cfg.listening_ports
     listening = [port for port in ports if _port_answers(port)]
     assert not alive and not listening, f"after down: processes {alive} alive, ports {listening} listening"
 

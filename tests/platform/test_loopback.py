@@ -42,15 +42,7 @@ def test_every_socket_of_the_platform_is_bound_to_loopback(platform):
                 bound.append((proc.name(), proc.pid, conn.laddr.ip, conn.laddr.port))
     listening_ports = {port for _, _, _, port in bound}
     cfg = platform.cfg
-    assert {
-        cfg.minio_port,
-        cfg.metastore_port,
-        cfg.kafka_port,
-        cfg.kafka_controller_port,
-        cfg.trino_port,
-        cfg.superset_port,
-        cfg.airflow_port,
-    } <= listening_ports
+    assert set(cfg.listening_ports) <= listening_ports
     exposed = [b for b in bound if not _is_loopback(b[2])]
     assert not exposed, f"sockets bound beyond loopback: {exposed}"
     # Airflow's log servers (8793/8794) bind every interface when they run: they must not run at all.
