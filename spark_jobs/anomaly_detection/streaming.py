@@ -36,6 +36,7 @@ from anomaly_detection.model import ModelBundle
 from anomaly_detection.normalise import RECORD_FIELDS, normalise_records
 from anomaly_detection.registry import ModelRegistry
 from anomaly_detection.windows import aggregate_trips, dst_exposure, trip_key, window_measures
+from taxi_anomaly.streaming.topics import ALERTS, DEAD_LETTERS, GROUP_PREFIX, TRIPS
 
 log = logging.getLogger("anomaly_detection.streaming")
 
@@ -69,16 +70,16 @@ class StreamArgs:
     checkpoint_uri: str
     namespace: str = "taxi"
     zones_uri: str | None = None
-    trips_topic: str = "tap.trips"
-    alerts_topic: str = "tap.alerts"
-    dead_letters_topic: str = "tap.dead-letters"
+    trips_topic: str = TRIPS.name
+    alerts_topic: str = ALERTS.name
+    dead_letters_topic: str = DEAD_LETTERS.name
     watermark: str = "10 minutes"
     trigger: str = "2 seconds"  # the windows query: how soon after the watermark a closed window is scored
     events_trigger: str = "10 seconds"  # the events query: larger batches, fewer table commits
     model_version: str = PROMOTED
     starting_offsets: str = "earliest"
     max_offsets_per_trigger: int | None = None
-    group_id_prefix: str = "tap-streaming"
+    group_id_prefix: str = GROUP_PREFIX["streaming"]
 
 
 # Parsing and validation ---------------------------------------------------------------------------------------
