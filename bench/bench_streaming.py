@@ -34,6 +34,8 @@ from pathlib import Path
 
 import psutil
 
+from taxi_anomaly.streaming.progress import processed_offsets
+
 WATERMARK = timedelta(minutes=10)  # the job's default --watermark
 WINDOW = timedelta(minutes=30)
 
@@ -59,14 +61,10 @@ class Sampler:
 
     def processed(self) -> int | None:
         queries = (self.run.progress().get("queries") or {}).values()
-        totals = []
-        for progress in queries:
-            if not progress or not progress.get("sources"):
-                return None
-            end = progress["sources"][0].get("endOffset") or {}
-            end = json.loads(end) if isinstance(end, str) else end
-            totals.append(sum(int(v) for v in (end.get(self.run.topics["trips"].name) or {}).values()))
-        return min(totals) if len(totals) == 2 else None
+        offsets = [processed_offsets(progress, self.run.topics["trips"].name) for progress in queries]
+        if len(offsets) != 2 or None in offsets:
+            return None
+        return min(sum(o.values()) for o in offsets)
 
     def lag(self) -> int | None:
         done = self.processed()

@@ -66,18 +66,6 @@ def _progress(query) -> dict | None:
     return json.loads(progress.json) if hasattr(progress, "json") else dict(progress)
 
 
-def _processed_offsets(progress: dict | None, topic: str) -> dict[int, int] | None:
-    """partition -> next offset to read, from a query's last progress (None before its first batch)."""
-    if not progress or not progress.get("sources"):
-        return None
-    end = progress["sources"][0].get("endOffset")
-    if isinstance(end, str):
-        end = json.loads(end)
-    if not end or topic not in end:
-        return None
-    return {int(p): int(o) for p, o in end[topic].items()}
-
-
 def run(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("anomaly_detection.streaming")
@@ -85,7 +73,7 @@ def run(argv: list[str]) -> int:
     from pyspark.sql import SparkSession
 
     from anomaly_detection.streaming import StreamingJob
-    from taxi_anomaly.streaming.progress import commit_progress, progress_group
+    from taxi_anomaly.streaming.progress import commit_progress, processed_offsets, progress_group
     from taxi_anomaly.streaming.settings import KafkaSettings
 
     kafka = KafkaSettings.for_role("streaming")
@@ -134,7 +122,7 @@ def run(argv: list[str]) -> int:
                 os.replace(partial, status_file)
             if time.monotonic() >= next_commit:
                 for name, query in queries.items():
-                    offsets = _processed_offsets(_progress(query), args.trips_topic)
+                    offsets = processed_offsets(_progress(query), args.trips_topic)
                     if offsets is not None:
                         group = progress_group(args.trip_type, args.granularity, name)
                         try:

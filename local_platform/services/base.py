@@ -58,6 +58,12 @@ class Service:
         keep = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER")
         return {k: os.environ[k] for k in keep if k in os.environ}
 
+    def java_env(self) -> dict[str, str]:
+        """base_env with the platform's JDK for the JVM services (cfg.java_home first on PATH)."""
+        env = self.base_env()
+        java_home = str(self.cfg.java_home)
+        return {**env, "JAVA_HOME": java_home, "PATH": f"{java_home}/bin{os.pathsep}{env.get('PATH', '')}"}
+
     # Behaviour ---------------------------------------------------------------------------------------------
     def endpoints(self) -> list[Endpoint]:
         raise NotImplementedError

@@ -131,10 +131,6 @@ class KafkaService(Service):
         )
         return props
 
-    def java_env(self) -> dict[str, str]:
-        java_home = str(self.cfg.java_home)
-        return {**self.base_env(), "JAVA_HOME": java_home, "PATH": f"{java_home}/bin:{self.base_env()['PATH']}"}
-
     def java(self, main_class: str, *args: str, heap: str = "256m") -> list[str]:
         return [
             "java",

@@ -109,10 +109,6 @@ class MetastoreService(Service):
         jars = [str(self.cfg.downloads_dir / a.filename) for a in artifacts.METASTORE_JARS]
         return os.pathsep.join([str(self.conf_dir()), str(self.cfg.spark_home / "jars" / "*"), *jars])
 
-    def java_env(self) -> dict[str, str]:
-        java_home = str(self.cfg.java_home)
-        return {**self.base_env(), "JAVA_HOME": java_home, "PATH": f"{java_home}/bin:{os.environ['PATH']}"}
-
     def init_txn_tables(self) -> None:
         marker = self.data_dir() / ".txn-tables-created"
         if marker.exists():

@@ -21,6 +21,7 @@ from local_platform.connections import connection_definitions
 from local_platform.services.kafka import KAFKA_PRINCIPALS
 from local_platform.spark import spark_env
 from taxi_anomaly.streaming import provision
+from taxi_anomaly.streaming.progress import processed_offsets
 from taxi_anomaly.streaming.settings import KafkaSettings
 from taxi_anomaly.streaming.topics import Topic
 
@@ -148,7 +149,7 @@ class StreamScenario:
         cfg, creds = self.platform.cfg, self.platform.creds
         registry = ModelRegistry(self.spark, f"s3a://{cfg.models_bucket}/{self.prefix}")
         bundle, meta = registry.load("fhvhv", "city", version)
-        new_version = registry.save(bundle, "fhvhv", "city", {"copied_from": version, **{"run_id": meta["run_id"]}})
+        new_version = registry.save(bundle, "fhvhv", "city", {"copied_from": version, "run_id": meta["run_id"]})
         pointer = json.dumps({"version": new_version}).encode()
         client = Minio(
             f"127.0.0.1:{cfg.minio_port}",
@@ -203,14 +204,14 @@ class StreamScenario:
     def log_tail(self) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-40:])
 
-    def end_offsets(self) -> dict[str, int]:
+    def end_offsets(self) -> dict[int, int]:
         from confluent_kafka import Consumer, TopicPartition
 
         consumer = Consumer({**self.roles["reader"].client_config(), "group.id": f"tap-reader-{self.suffix}"})
         try:
             topic = self.topics["trips"]
             return {
-                str(p): consumer.get_watermark_offsets(TopicPartition(topic.name, p), timeout=10)[1]
+                p: consumer.get_watermark_offsets(TopicPartition(topic.name, p), timeout=10)[1]
                 for p in range(topic.partitions)
             }
         finally:
@@ -222,15 +223,7 @@ class StreamScenario:
         want = self.end_offsets()
         if set(queries) != {"events", "windows"}:
             return False
-        for progress in queries.values():
-            if not progress or not progress.get("sources"):
-                return False
-            end = progress["sources"][0].get("endOffset") or {}
-            if isinstance(end, str):
-                end = json.loads(end)
-            if end.get(self.topics["trips"].name) != want:
-                return False
-        return True
+        return all(processed_offsets(p, self.topics["trips"].name) == want for p in queries.values())
 
     def read_topic(self, name: str) -> list[tuple[str, dict]]:
         from confluent_kafka import Consumer

@@ -203,3 +203,14 @@ def test_the_stream_service_reads_the_demo_registry():
 
     cfg = PlatformConfig()
     assert cfg.stream_models_uri == Locations(prefix=cfg.stream_key_prefix).models_uri
+
+
+def test_processed_offsets_read_the_query_progress_in_either_rendering():
+    from taxi_anomaly.streaming.progress import processed_offsets
+
+    progress = {"sources": [{"endOffset": {"tap.trips": {"0": 12, "1": 7}}}]}
+    assert processed_offsets(progress, "tap.trips") == {0: 12, 1: 7}
+    as_text = {"sources": [{"endOffset": json.dumps({"tap.trips": {"0": 3}})}]}
+    assert processed_offsets(as_text, "tap.trips") == {0: 3}
+    assert processed_offsets(None, "tap.trips") is None
+    assert processed_offsets(progress, "other") is None

@@ -22,6 +22,19 @@ def progress_group(trip_type: str, granularity: str, query: str) -> str:
     return f"{GROUP_PREFIX['streaming']}-{trip_type}-{granularity}-{query}"
 
 
+def processed_offsets(progress: dict | None, topic: str) -> dict[int, int] | None:
+    """partition -> next offset to read, from a streaming query's progress as JSON data (None before its first
+    batch). Spark reports `endOffset` as an object, or as its JSON text in some renderings."""
+    if not progress or not progress.get("sources"):
+        return None
+    end = progress["sources"][0].get("endOffset")
+    if isinstance(end, str):
+        end = json.loads(end)
+    if not end or topic not in end:
+        return None
+    return {int(p): int(o) for p, o in end[topic].items()}
+
+
 def commit_progress(settings: KafkaSettings, group: str, topic: str, offsets: dict[int, int], note: dict) -> None:
     """Commit `offsets` (partition -> next offset to read) for `group`, with `note` and the time as metadata."""
     from confluent_kafka import Consumer, TopicPartition
