@@ -134,7 +134,7 @@ def main(spark: SparkSession, args: JobArgs) -> JobResult:
         result.model_version = registry.resolve(args.trip_type, args.granularity, args.model_version)
         bundle, _meta = registry.load(args.trip_type, args.granularity, result.model_version)
 
-    tables.ensure_tables(spark, args.namespace)
+    tables.ensure_tables(spark, args.namespace, tables.SERVED_TABLE_DDL)
     if args.write_trips:
         trips = read_trips(spark, args, args.score_months)
         tables.replace_partitions(trips, args.namespace, tables.TRIPS_TABLE)

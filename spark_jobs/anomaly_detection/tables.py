@@ -111,6 +111,9 @@ PARTITIONS.update(
         STREAM_ALERTS_TABLE: "trip_type, granularity",
     }
 )
+# What the batch job creates: its own tables and stream_alerts, which the dashboard reads (empty until the
+# stream runs), so that the dashboard refresh after a batch run finds every table it shows.
+SERVED_TABLE_DDL = {**TABLE_DDL, STREAM_ALERTS_TABLE: STREAM_TABLE_DDL[STREAM_ALERTS_TABLE]}
 
 
 def table_name(namespace: str, table: str) -> str:

@@ -54,15 +54,15 @@ def query(settings: TrinoSettings, sql: str) -> list[list]:
 
 @pytest.fixture(scope="session")
 def anomaly_tables(request: pytest.FixtureRequest, trino_admin: TrinoSettings) -> Iterator[None]:
-    """iceberg.taxi.* as the job creates them (its own DDL, through Spark); what this fixture created it drops."""
-    from anomaly_detection.tables import TABLE_DDL, ensure_tables
+    """iceberg.taxi.* as the batch job creates them (its DDL, through Spark); what this fixture created it drops."""
+    from anomaly_detection.tables import SERVED_TABLE_DDL, ensure_tables
 
     schemas = {row[0] for row in query(trino_admin, "SHOW SCHEMAS FROM iceberg")}
     before = {row[0] for row in query(trino_admin, "SHOW TABLES FROM iceberg.taxi")} if "taxi" in schemas else set()
-    if not set(TABLE_DDL) <= before:
-        ensure_tables(request.getfixturevalue("spark"), "taxi")
+    if not set(SERVED_TABLE_DDL) <= before:
+        ensure_tables(request.getfixturevalue("spark"), "taxi", SERVED_TABLE_DDL)
     yield
-    for table in sorted(set(TABLE_DDL) - before):
+    for table in sorted(set(SERVED_TABLE_DDL) - before):
         query(trino_admin, f"DROP TABLE IF EXISTS iceberg.taxi.{table}")
     if "taxi" not in schemas and not query(trino_admin, "SHOW TABLES FROM iceberg.taxi"):
         query(trino_admin, "DROP SCHEMA iceberg.taxi")

@@ -1,7 +1,7 @@
 """Rows shaped like one run of the anomaly job, written into iceberg.taxi.* through Trino, and removed again.
 
 Two weeks of February 2001 (no real TLC month is that old) for yellow and green trips, at city and borough
-level, with three anomalous episodes that carry explanations. Every row has the run id of one test session,
+level, with three anomalous episodes that carry explanations and were alerted on by the stream. Every row has the run id of one test session,
 so cleaning up deletes exactly what the tests wrote, whatever else the tables hold.
 """
 
@@ -134,11 +134,38 @@ class PipelineRun:
                                                     do_location_id, trip_distance, fare_amount, total_amount)
             VALUES ('yellow', '{MONTH}', TIMESTAMP '2001-02-05 08:00:00', TIMESTAMP '2001-02-05 08:20:00',
                     {self.trip_marker}, 236, 2.1, 14.2, 19.5)"""
-        for table, sql in (("anomaly_scores", scores), ("window_features", features), ("trips_normalised", trips)):
+        # What the stream alerts on for the episodes; alert ids start with the run id (the table has no run_id).
+        alerts = f"""
+            INSERT INTO {SCHEMA}.stream_alerts
+            {GRID}
+            SELECT '{self.run_id}:' || trip_type || ':' || key || ':' || CAST(bucket_start AS varchar),
+                   trip_type, granularity, '{MONTH}', key, bucket_start,
+                   CAST(round(usual * factor) AS bigint), 0.80, 0.60, features, explanation,
+                   'serving-test-model', 1, current_timestamp
+            FROM grid WHERE factor IS NOT NULL"""
+        written = (
+            ("anomaly_scores", scores),
+            ("window_features", features),
+            ("trips_normalised", trips),
+            ("stream_alerts", alerts),
+        )
+        for table, sql in written:
             self.written[table] = self._execute(sql)[0][0]
         return self.written
+
+    def add_alert(self) -> str:
+        """One more zone alert of this run, alerted now (what the stream writes as a window closes); its key."""
+        key = f"zone-{uuid.uuid4().hex[:8]}"
+        self._execute(f"""
+            INSERT INTO {SCHEMA}.stream_alerts
+            VALUES ('{self.run_id}:{key}', 'yellow', 'zone', '{MONTH}', '{key}', TIMESTAMP '2001-02-18 23:30:00',
+                    420, 0.91, 0.60, ARRAY['z_log_rate'], 'a new alert while the dashboard is open',
+                    'serving-test-model', 2, current_timestamp)""")
+        self.written["stream_alerts"] += 1
+        return key
 
     def remove(self) -> None:
         self._execute(f"DELETE FROM {SCHEMA}.anomaly_scores WHERE run_id = '{self.run_id}'")
         self._execute(f"DELETE FROM {SCHEMA}.window_features WHERE run_id = '{self.run_id}'")
         self._execute(f"DELETE FROM {SCHEMA}.trips_normalised WHERE pu_location_id = {self.trip_marker}")
+        self._execute(f"DELETE FROM {SCHEMA}.stream_alerts WHERE starts_with(alert_id, '{self.run_id}:')")

@@ -57,6 +57,7 @@ def test_assets_reference_each_other_consistently(assets):
                 dataset = datasets[str(target["datasetUuid"])]
                 assert target["column"]["name"] in {c["column_name"] for c in dataset["columns"]}
             assert set(native_filter["scope"]["excluded"]) <= local_ids
+        assert set(dashboard["metadata"]["timed_refresh_immune_slices"]) <= local_ids
 
 
 def test_the_database_uri_comes_from_the_connection_and_the_bundle_holds_no_password(assets):
@@ -122,7 +123,7 @@ def test_after_a_pipeline_run_every_chart_returns_rows_from_the_warm_cache(
 ):
     report = refresh_dashboards(superset, assets, trino_analyst)
 
-    assert report.datasets == ["taxi.anomaly_scores"]
+    assert sorted(report.datasets) == ["taxi.anomaly_scores", "taxi.stream_alerts"]
     assert sorted(c.name for c in report.charts) == sorted(c["slice_name"] for c in assets.of_kind("charts").values())
     empty = [c.name for c in report.charts if c.rows == 0]
     assert empty == [], f"charts without rows after a pipeline run: {empty}"
@@ -184,4 +185,4 @@ def test_a_trino_login_superset_cannot_use_fails_the_refresh_clearly(superset, a
             refresh_dashboards(superset, assets, wrong, force_import=True)
     finally:
         repaired = refresh_dashboards(superset, assets, trino_analyst, force_import=True)
-    assert repaired.datasets == ["taxi.anomaly_scores"]
+    assert sorted(repaired.datasets) == ["taxi.anomaly_scores", "taxi.stream_alerts"]

@@ -93,17 +93,26 @@ def test_analyst_reads_the_anomaly_tables(trino_analyst, pipeline_run, table):
     assert rows == [[pipeline_run.written[table]]]
 
 
+def test_analyst_reads_the_stream_alerts(trino_analyst, pipeline_run):
+    mine = f"starts_with(alert_id, '{pipeline_run.run_id}:')"
+    rows = query(trino_analyst, f"SELECT count(*) FROM iceberg.taxi.stream_alerts WHERE {mine}")
+    assert rows == [[pipeline_run.written["stream_alerts"]]] and rows[0][0] > 0
+
+
 def test_analyst_sees_only_the_anomaly_tables(trino_analyst, pipeline_run):
     assert {row[0] for row in query(trino_analyst, "SHOW CATALOGS")} == {"iceberg", "system"}
     assert {row[0] for row in query(trino_analyst, "SHOW SCHEMAS FROM iceberg")} == {"taxi"}
+    # stream_trips and stream_window_scores, when the stream has run, are hidden like trips_normalised
     assert {row[0] for row in query(trino_analyst, "SHOW TABLES FROM iceberg.taxi")} == {
         "anomaly_scores",
         "window_features",
+        "stream_alerts",
     }
 
 
 DENIED_TO_THE_ANALYST = {
     "read raw trips": "SELECT count(*) FROM iceberg.taxi.trips_normalised",
+    "delete alerts": "DELETE FROM iceberg.taxi.stream_alerts WHERE month = '2001-02'",
     "insert": "INSERT INTO iceberg.taxi.anomaly_scores (trip_type, granularity, month, key, bucket_start, "
     "model_version, run_id) VALUES ('yellow', 'city', '2001-02', 'NYC', TIMESTAMP '2001-02-05 00:00', 'm', 'r')",
     "delete": "DELETE FROM iceberg.taxi.anomaly_scores WHERE month = '2001-02'",

@@ -71,9 +71,14 @@ def with_instance_ids(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str,
         to_real = {local[uuid]: real.get(uuid) for uuid in local}
         for meta in _chart_metas(ours["position"]):
             meta["chartId"] = real.get(meta["uuid"])
-        for native_filter in ours.get("metadata", {}).get("native_filter_configuration", []):
+        metadata = ours.get("metadata", {})
+        for native_filter in metadata.get("native_filter_configuration", []):
             scope = native_filter.get("scope", {})
             scope["excluded"] = [to_real.get(chart_id) for chart_id in scope.get("excluded", [])]
+        if "timed_refresh_immune_slices" in metadata:
+            metadata["timed_refresh_immune_slices"] = [
+                to_real.get(chart_id) for chart_id in metadata["timed_refresh_immune_slices"]
+            ]
     return ours
 
 

@@ -88,5 +88,6 @@ def run_stream_demo(month_file: Path, repo_root: Path, state_dir: Path, wait_s: 
     stop.set()
     printer.join(10)
     _say(f"{len(seen)} alerts from the stream; tables iceberg.taxi.stream_alerts, stream_window_scores, stream_trips")
+    _say("the dashboard's 'Live alerts from the stream' panel shows them, refreshed every 10 s")
     _say("the streaming job keeps running: `make stream-down` stops it")
     return len(seen)
