@@ -40,7 +40,7 @@ class SupersetService(Service):
         }
 
     def trino_uri(self) -> str:
-        """Superset reads Trino as the read-only analyst (taxi.anomaly_scores, taxi.window_features)."""
+        """Superset reads Trino as the read-only analyst (include/trino/access-control.json says what it may read)."""
         user = urllib.parse.quote(self.creds.trino_analyst_user, safe="")
         password = urllib.parse.quote(self.creds.trino_analyst_password, safe="")
         return f"trino://{user}:{password}@{LOOPBACK}:{self.cfg.trino_port}/iceberg"
