@@ -6,10 +6,10 @@ second or so at the replay rates measured) is replayed into topics of the run's 
 model trained by the batch job on three months and promoted) running as a real process. Per rate:
 - produced / processed events per second, the largest lag seen (trips topic end offsets minus the offsets both
   queries have processed, sampled every 2 s) and the time to catch up once the replay stops;
-- latency of every window closed during the phase: when it was scored (stream_window_scores.window_closed_at)
-  minus when the watermark passed its end (the production time of the first event whose pickup is at least
-  the window end + the watermark delay; the replay records pickup and production time every 100 events);
-  p50 / p95 / p99;
+- latency of every window closed during the phase: when it was published (the Kafka timestamp of its message
+  on the window-scores topic, written together with the alerts) minus when the watermark passed its end (the
+  production time of the first event whose pickup is at least the window end + the watermark delay; the
+  replay records pickup and production time every 100 events); p50 / p95 / p99;
 - peak resident memory of the streaming job's process tree.
 
     make up
@@ -60,9 +60,10 @@ class Sampler:
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def processed(self) -> int | None:
-        queries = (self.run.progress().get("queries") or {}).values()
-        offsets = [processed_offsets(progress, self.run.topics["trips"].name) for progress in queries]
-        if len(offsets) != 2 or None in offsets:
+        """Trips processed by the slower of the two queries reading the trips topic."""
+        queries = self.run.progress().get("queries") or {}
+        offsets = [processed_offsets(queries.get(q), self.run.topics["trips"].name) for q in ("events", "windows")]
+        if None in offsets:
             return None
         return min(sum(o.values()) for o in offsets)
 
@@ -92,24 +93,51 @@ class Sampler:
         self._thread.join()
 
 
-def window_latencies(spark, run, marks: list[tuple[str, float]], since: float, until: float) -> list[float]:
-    """Seconds from the watermark passing each window's end to the window being scored, for the windows
-    scored between `since` and `until` (wall clock)."""
-    from pyspark.sql import functions as F
+def published_windows(run) -> list[tuple[datetime, float]]:
+    """(window start, when it was published) of every scored window on the run's window-scores topic: the
+    Kafka timestamp of the windows query's write, the same write that publishes the alerts."""
+    import uuid
 
-    from anomaly_detection import tables
+    from confluent_kafka import Consumer
 
+    consumer = Consumer(
+        {
+            **run.roles["reader"].client_config(),
+            "group.id": f"tap-reader-bench-{uuid.uuid4().hex[:6]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([run.topics["window-scores"].name])
+    windows, idle_since = [], time.monotonic()
+    try:
+        while time.monotonic() - idle_since < 5:
+            message = consumer.poll(1)
+            if message is None or message.error():
+                continue
+            start = json.loads(message.value())["bucket_start"]
+            windows.append((datetime.fromisoformat(start), message.timestamp()[1] / 1000))
+            idle_since = time.monotonic()
+    finally:
+        consumer.close()
+    return windows
+
+
+def window_latencies(
+    windows: list[tuple[datetime, float]], marks: list[tuple[str, float]], since: float, until: float
+) -> list[float]:
+    """Seconds from the watermark passing each window's end to the window being published, for the windows
+    published between `since` and `until` (wall clock)."""
     pickups = [datetime.fromisoformat(p) for p, _ in marks]
     walls = [w for _, w in marks]
-    scored = spark.table(tables.table_name(run.namespace, tables.STREAM_SCORES_TABLE)).where(
-        F.col("window_closed_at").between(datetime.fromtimestamp(since), datetime.fromtimestamp(until))
-    )
     latencies = []
-    for row in scored.select("bucket_start", "window_closed_at").collect():
-        passing = row.bucket_start + WINDOW + WATERMARK
+    for bucket_start, published in windows:
+        if not since <= published <= until:
+            continue
+        passing = bucket_start + WINDOW + WATERMARK
         i = bisect_left(pickups, passing)
         if i < len(pickups):
-            latencies.append(row.window_closed_at.timestamp() - walls[i])
+            latencies.append(published - walls[i])
     return latencies
 
 
@@ -224,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rates", default="2000,10000,max")
     parser.add_argument("--seconds", type=float, default=60.0, help="replay time per rate")
     parser.add_argument("--trigger", default="1 second", help="the windows query's trigger")
-    parser.add_argument("--events-trigger", default="10 seconds", help="the events query's trigger")
+    parser.add_argument("--tables-trigger", default="10 seconds", help="the events and sink queries' trigger")
     parser.add_argument("--warmup-events", type=int, default=50_000, help="replayed before the measured phases")
     parser.add_argument("--out", type=Path, default=Path("bench/results/streaming.json"))
     parser.add_argument("--only", choices=["producer", "parse"], help="measure one part alone")
@@ -252,12 +280,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     tmp = Path(tempfile.mkdtemp(prefix="bench-streaming-"))
     run = StreamScenario(
-        platform, spark, tmp, trips_per_month=args.trips, trigger=args.trigger, events_trigger=args.events_trigger
+        platform, spark, tmp, trips_per_month=args.trips, trigger=args.trigger, tables_trigger=args.tables_trigger
     )
     results: dict = {
         "trips_per_month": args.trips,
         "trigger": args.trigger,
-        "events_trigger": args.events_trigger,
+        "tables_trigger": args.tables_trigger,
         "seconds_per_rate": args.seconds,
     }
     try:
@@ -295,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
                 produced_s = time.time() - started
                 wait_for(lambda s=sampler: s.lag() == 0, 900, "the job to catch up", interval=1.0)
                 caught_up = time.time()
-            latencies = window_latencies(spark, run, stats.marks, started, caught_up)
+            latencies = window_latencies(published_windows(run), stats.marks, started, caught_up)
             phase = {
                 "rate": rate_text,
                 "events": stats.produced,

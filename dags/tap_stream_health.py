@@ -1,4 +1,4 @@
-"""Every 5 minutes: is the streaming job alive, and is its lag behind the trips topic bounded?"""
+"""Every 5 minutes: is each query of the streaming job alive, and is its lag behind the topic it reads bounded?"""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import Param, dag, task
 
 from taxi_anomaly.orchestration.policies import default_args
+from taxi_anomaly.streaming.topics import QUERY_TOPICS
 
 
 @dag(
@@ -27,24 +28,24 @@ from taxi_anomaly.orchestration.policies import default_args
 ### Streaming job health
 The job commits the offsets each query has processed to a consumer group of its own
 (`tap-streaming-<trip type>-<granularity>-<query>`, see `taxi_anomaly.streaming.progress`). One task per query
-compares them with the trips topic's end offsets: it fails (and alerts) when no progress was committed for
-`max_silence_s` or when the query is more than `max_lag` events behind.
+compares them with the end offsets of the topic it reads (trips, or the window scores for the sink): it fails
+(and alerts) when no progress was committed for `max_silence_s` or when the query is more than `max_lag`
+events behind.
 """,
 )
 def tap_stream_health():
-    for query in ("events", "windows"):
+    for query, topic in QUERY_TOPICS.items():
 
         @task(task_id=f"check_{query}", retries=0)
-        def check(query_name: str = query, params=None) -> str:
+        def check(query_name: str = query, topic_name: str = topic, params=None) -> str:
             from airflow.sdk import BaseHook
 
             from taxi_anomaly.streaming.progress import check_stream, progress_group, read_lag
             from taxi_anomaly.streaming.settings import KafkaSettings
-            from taxi_anomaly.streaming.topics import TRIPS
 
             settings = KafkaSettings.from_connection(BaseHook.get_connection("tap_kafka_streaming"))
             group = progress_group(params["trip_type"], params["granularity"], query_name)
-            return check_stream(read_lag(settings, group, TRIPS.name), params["max_lag"], params["max_silence_s"])
+            return check_stream(read_lag(settings, group, topic_name), params["max_lag"], params["max_silence_s"])
 
         check()
 

@@ -1,8 +1,8 @@
-"""spark-submit entry point of the streaming job: parses arguments, starts both queries, reports their progress.
+"""spark-submit entry point of the streaming job: parses arguments, starts its queries, reports their progress.
 
 Kafka login: the streaming role's connection JSON in AIRFLOW_CONN_TAP_KAFKA_STREAMING (the same variable the
 Airflow workers get; a Secret on Kubernetes). Catalog and S3 settings come from the Spark configuration.
-Progress of both queries is written every few seconds to --status-file (JSON) if given. Exits non-zero when
+Progress of the queries is written every few seconds to --status-file (JSON) if given. Exits non-zero when
 a query fails, so that a supervisor (the local service, or restartPolicy Always) restarts it from its checkpoint.
 """
 
@@ -35,9 +35,14 @@ def parse_args(argv: list[str]) -> tuple[StreamArgs, str | None]:
     parser.add_argument("--trips-topic", default=defaults["trips_topic"])
     parser.add_argument("--alerts-topic", default=defaults["alerts_topic"])
     parser.add_argument("--dead-letters-topic", default=defaults["dead_letters_topic"])
+    parser.add_argument("--scores-topic", default=defaults["scores_topic"], help="every scored window (to the sink)")
     parser.add_argument("--watermark", default=defaults["watermark"], help="lateness allowed, e.g. '10 minutes'")
     parser.add_argument("--trigger", default=defaults["trigger"], help="windows query micro-batch interval")
-    parser.add_argument("--events-trigger", default=defaults["events_trigger"], help="events query interval")
+    parser.add_argument(
+        "--tables-trigger",
+        default=defaults["tables_trigger"],
+        help="interval of the queries writing tables (events, sink)",
+    )
     parser.add_argument("--model-version", default=PROMOTED, help="'promoted' (follow the pointer) or a version")
     parser.add_argument("--starting-offsets", default=defaults["starting_offsets"], choices=["earliest", "latest"])
     parser.add_argument("--max-offsets-per-trigger", type=int)
@@ -122,11 +127,11 @@ def run(argv: list[str]) -> int:
                 os.replace(partial, status_file)
             if time.monotonic() >= next_commit:
                 for name, query in queries.items():
-                    offsets = processed_offsets(_progress(query), args.trips_topic)
+                    offsets = processed_offsets(_progress(query), job.source_topics()[name])
                     if offsets is not None:
                         group = progress_group(args.trip_type, args.granularity, name)
                         try:
-                            commit_progress(kafka, group, args.trips_topic, offsets, {"query": query.name})
+                            commit_progress(kafka, group, job.source_topics()[name], offsets, {"query": query.name})
                         except Exception as exc:  # the broker may be restarting: try again next round
                             log.warning("could not commit the progress of %s: %s", name, exc)
                 next_commit = time.monotonic() + PROGRESS_COMMIT_S

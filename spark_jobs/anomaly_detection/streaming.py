@@ -1,21 +1,26 @@
 """The streaming job: trip events from Kafka -> validated trips (Iceberg) and 30-minute windows scored with the
 promoted model as the watermark closes them -> alerts (Kafka topic + Iceberg table).
 
-Two queries read the trips topic:
-- `events`: parses and validates every event. A malformed event, one of another schema or trip type, or one
-  without a usable pickup time goes to the dead-letter topic with its reason; it never stops the query. Valid
-  events are merged into stream_trips by event id (insert-only MERGE: a replayed or re-run batch adds nothing).
-- `windows`: valid events, deduplicated by event id within the watermark, aggregated per key and event-time
-  window with the batch job's own functions (windows.aggregate_trips / window_measures, features.build_features,
-  job.scores_of). An event older than the watermark is not counted in any window (Spark drops it; the number
-  is in the query's progress, `numRowsDroppedByWatermark`). Each closed window is scored with the model the
-  promotion pointer names at that micro-batch (hot reload: a newly promoted model is used from the next batch
-  on, and every alert names its model version); scores are merged into stream_window_scores, anomalous
-  windows into stream_alerts and published to the alerts topic.
+Three queries:
+- `events` reads the trips topic, parses and validates every event. A malformed event, one of another schema
+  or trip type, or one without a usable pickup time goes to the dead-letter topic with its reason; it never
+  stops the query. Valid events are merged into stream_trips by event id (insert-only MERGE: a replayed or
+  re-run batch adds nothing).
+- `windows` reads the trips topic too: valid events, deduplicated by event id within the watermark, aggregated
+  per key and event-time window with the batch job's own functions (windows.aggregate_trips / window_measures,
+  features.build_features, job.scores_of). An event older than the watermark is not counted in any window
+  (Spark drops it; the number is in the query's progress, `numRowsDroppedByWatermark`). Each closed window is
+  scored with the model the promotion pointer names at that micro-batch (hot reload: a newly promoted model is
+  used from the next batch on, and every alert names its model version). It writes no table: anomalous
+  windows go to the alerts topic and every scored window to the window-scores topic, in one Kafka write, so
+  that an alert waits for no Iceberg commit.
+- `sink` reads the window-scores topic and merges the windows into stream_window_scores and the anomalous
+  ones into stream_alerts (insert-only MERGEs on each row's identity).
 
-Exactly once: Spark's checkpoint replays an unfinished batch with the same offsets and state, and every table
-write is a MERGE on the row's identity, so a replay changes nothing. The alerts topic is written at least once
-(a crash between publishing and the table commit republishes that batch's alerts, with the same alert_id).
+Exactly once in the tables: Spark's checkpoint replays an unfinished batch with the same offsets and state, and
+every table write is an insert-only MERGE on the row's identity, so a replay (or a window published twice)
+changes nothing. The two topics the job writes are at least once: a crash after a Kafka write and before the
+checkpoint commit publishes that batch again, with the same keys (alert_id; trip type, key and window).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from typing import Any
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import LongType, StringType, StructField, StructType
+from pyspark.sql.types import DoubleType, LongType, StringType, StructField, StructType
 
 from anomaly_detection import tables
 from anomaly_detection.features import HOLIDAY_YEARS, build_features
@@ -36,7 +41,7 @@ from anomaly_detection.model import ModelBundle
 from anomaly_detection.normalise import RECORD_FIELDS, normalise_records
 from anomaly_detection.registry import ModelRegistry
 from anomaly_detection.windows import aggregate_trips, dst_exposure, trip_key, window_measures
-from taxi_anomaly.streaming.topics import ALERTS, DEAD_LETTERS, GROUP_PREFIX, TRIPS
+from taxi_anomaly.streaming.topics import ALERTS, DEAD_LETTERS, GROUP_PREFIX, TRIPS, WINDOW_SCORES
 
 log = logging.getLogger("anomaly_detection.streaming")
 
@@ -73,9 +78,10 @@ class StreamArgs:
     trips_topic: str = TRIPS.name
     alerts_topic: str = ALERTS.name
     dead_letters_topic: str = DEAD_LETTERS.name
+    scores_topic: str = WINDOW_SCORES.name
     watermark: str = "10 minutes"
-    trigger: str = "2 seconds"  # the windows query: how soon after the watermark a closed window is scored
-    events_trigger: str = "10 seconds"  # the events query: larger batches, fewer table commits
+    trigger: str = "1 second"  # the windows query: how soon after the watermark a closed window is scored
+    tables_trigger: str = "10 seconds"  # the events and sink queries: larger batches, fewer table commits
     model_version: str = PROMOTED
     starting_offsets: str = "earliest"
     max_offsets_per_trigger: int | None = None
@@ -203,8 +209,22 @@ class PromotedModel:
         return version, bundle, profile
 
 
-def alert_rows(scored: DataFrame, batch_id: int, threshold: float) -> DataFrame:
-    """stream_alerts rows of the anomalous windows; alert_id is stable for a window and model version."""
+# What the windows query adds to each scored window: when it was scored, the threshold, the micro-batch.
+SCORED_EXTRA = StructType(
+    [
+        StructField("threshold", DoubleType()),
+        StructField("batch_id", LongType()),
+    ]
+)
+
+
+# A scored window's identity in stream_window_scores (and its Kafka key on the window-scores topic).
+WINDOW_IDENTITY = ("trip_type", "granularity", "key", "bucket_start")
+
+
+def alert_rows(scored: DataFrame) -> DataFrame:
+    """stream_alerts rows of the anomalous scored windows; alert_id is stable for a window and model version,
+    alerted_at is when the windows query scored the window."""
     identity = F.concat_ws(
         "|", "trip_type", "granularity", "key", F.col("bucket_start").cast("string"), "model_version"
     )
@@ -217,16 +237,16 @@ def alert_rows(scored: DataFrame, batch_id: int, threshold: float) -> DataFrame:
         "bucket_start",
         "trips",
         "anomaly_score",
-        F.lit(threshold).alias("threshold"),
+        "threshold",
         "top_features",
         "explanation",
         "model_version",
-        F.lit(batch_id).cast("long").alias("batch_id"),
-        F.current_timestamp().alias("alerted_at"),
+        "batch_id",
+        F.col("window_closed_at").alias("alerted_at"),
     )
 
 
-def alert_messages(alerts: DataFrame) -> DataFrame:
+def alert_messages(alerts: DataFrame, topic: str) -> DataFrame:
     """The alerts topic's messages: key alert_id, value the alert as JSON (window end included)."""
     window_end = (F.col("bucket_start") + F.expr(f"INTERVAL {WINDOW_MINUTES} MINUTES")).cast("string")
     value = F.to_json(
@@ -247,7 +267,22 @@ def alert_messages(alerts: DataFrame) -> DataFrame:
             F.col("alerted_at").cast("string").alias("alerted_at"),
         )
     )
-    return alerts.select(F.col("alert_id").alias("key"), value.alias("value"))
+    return alerts.select(F.lit(topic).alias("topic"), F.col("alert_id").alias("key"), value.alias("value"))
+
+
+def score_messages(scored: DataFrame, topic: str) -> DataFrame:
+    """The window-scores topic's messages: every scored window with the stream_window_scores columns and
+    SCORED_EXTRA, as JSON; read back by `scores_from_messages`."""
+    key = F.concat_ws("|", *[F.col(c).cast("string") for c in WINDOW_IDENTITY])
+    return scored.select(F.lit(topic).alias("topic"), key.alias("key"), F.to_json(F.struct("*")).alias("value"))
+
+
+def scores_from_messages(kafka_rows: DataFrame, scores_schema: StructType) -> DataFrame:
+    """Window-scores messages -> scored windows (stream_window_scores columns and SCORED_EXTRA). Stateless;
+    the sink drops the duplicates of each micro-batch (a window published twice after a crash)."""
+    schema = StructType([*scores_schema.fields, *SCORED_EXTRA.fields])
+    # The session time zone is UTC: the JSON text of a timestamp parses back to the same instant.
+    return kafka_rows.select(F.from_json(F.col("value").cast("string"), schema).alias("w")).select("w.*")
 
 
 # Table writes -------------------------------------------------------------------------------------------------
@@ -288,11 +323,12 @@ def merge_into(
 class StreamCounters:
     """What the job has done since it started (logged, and written to the status file)."""
 
-    batches: dict[str, int] = field(default_factory=lambda: {"events": 0, "windows": 0})
+    batches: dict[str, int] = field(default_factory=lambda: {"events": 0, "windows": 0, "sink": 0})
     events_valid: int = 0
     dead_letters: int = 0
     windows_scored: int = 0
     alerts: int = 0
+    windows_stored: int = 0
     model_versions: list[str] = field(default_factory=list)
 
 
@@ -311,26 +347,34 @@ class StreamingJob:
     def table(self, name: str) -> str:
         return tables.table_name(self.args.namespace, name)
 
-    def source(self) -> DataFrame:
+    def read_topic(self, topic: str) -> DataFrame:
         reader = (
             self.spark.readStream.format("kafka")
             .options(**self.kafka_options)
-            .option("subscribe", self.args.trips_topic)
+            .option("subscribe", topic)
             .option("startingOffsets", self.args.starting_offsets)
             .option("groupIdPrefix", self.args.group_id_prefix)
             .option("failOnDataLoss", "false")
         )
         if self.args.max_offsets_per_trigger:
             reader = reader.option("maxOffsetsPerTrigger", str(self.args.max_offsets_per_trigger))
-        return parse_events(reader.load(), self.args.trip_type)
+        return reader.load()
+
+    def source(self) -> DataFrame:
+        return parse_events(self.read_topic(self.args.trips_topic), self.args.trip_type)
+
+    def source_topics(self) -> dict[str, str]:
+        """Query name -> the topic it reads (for its progress and lag)."""
+        return {"events": self.args.trips_topic, "windows": self.args.trips_topic, "sink": self.args.scores_topic}
 
     def zones(self) -> DataFrame | None:
         if not self.args.zones_uri:
             return None
         return self.spark.read.option("header", True).csv(self.args.zones_uri).cache()
 
-    def publish(self, messages: DataFrame, topic: str) -> None:
-        messages.write.format("kafka").options(**self.kafka_options).option("topic", topic).save()
+    def publish(self, messages: DataFrame) -> None:
+        """Write (topic, key, value) rows to Kafka."""
+        messages.write.format("kafka").options(**self.kafka_options).save()
 
     # micro-batches ------------------------------------------------------------------------------------------
     def write_events(self, batch: DataFrame, batch_id: int) -> None:
@@ -339,7 +383,7 @@ class StreamingJob:
             counts = {r[0]: r[1] for r in batch.groupBy(F.col("error").isNull()).count().collect()}
             n_valid, n_dead = counts.get(True, 0), counts.get(False, 0)
             if n_dead:
-                self.publish(dead_letters(batch), self.args.dead_letters_topic)
+                self.publish(dead_letters(batch).withColumn("topic", F.lit(self.args.dead_letters_topic)))
             if n_valid:
                 trips = valid_trips(batch).dropDuplicates(["event_id"]).withColumn("ingested_at", F.current_timestamp())
                 merge_into(
@@ -366,23 +410,21 @@ class StreamingJob:
             version, bundle, profile = self.model.current(spark)
             features = build_features(windows, profile, with_lags=False)
             features = features.withColumn("trip_type", F.lit(self.args.trip_type))
-            scored = scores_of(features, bundle, version, f"stream:{batch_id}")
-            scored = scored.withColumn("window_closed_at", F.current_timestamp()).localCheckpoint(eager=True)
-            # Alerts first (they are what is waited for), then the tables. Both merges insert only: a window
-            # closes once, so a row already there is this window's row from a replayed batch.
-            alerts = alert_rows(scored, batch_id, bundle.model.threshold).localCheckpoint(eager=True)
-            n_alerts = alerts.count()
-            if n_alerts:
-                self.publish(alert_messages(alerts), self.args.alerts_topic)
-                merge_into(alerts, self.table(tables.STREAM_ALERTS_TABLE), ("alert_id",), update=False)
-            merge_into(
-                scored,
-                self.table(tables.STREAM_SCORES_TABLE),
-                ("trip_type", "granularity", "key", "bucket_start"),
-                update=False,
-                prune="month",
+            scored = scores_of(features, bundle, version, f"stream:{batch_id}").withColumns(
+                {
+                    "window_closed_at": F.current_timestamp(),
+                    "threshold": F.lit(bundle.model.threshold),
+                    "batch_id": F.lit(batch_id).cast("long"),
+                }
             )
-            n_windows = scored.count()
+            scored = scored.localCheckpoint(eager=True)
+            alerts = alert_rows(scored)
+            self.publish(
+                alert_messages(alerts, self.args.alerts_topic).unionByName(
+                    score_messages(scored, self.args.scores_topic)
+                )
+            )
+            n_windows, n_alerts = scored.count(), alerts.count()
             self.counters.windows_scored += n_windows
             self.counters.alerts += n_alerts
             self.counters.batches["windows"] += 1
@@ -392,9 +434,24 @@ class StreamingJob:
         finally:
             windows.unpersist()
 
+    def store_scores(self, batch: DataFrame, batch_id: int) -> None:
+        """The sink: scored windows from the window-scores topic into stream_window_scores and stream_alerts."""
+        scored = batch.dropDuplicates(list(WINDOW_IDENTITY)).localCheckpoint(eager=True)
+        n_windows = scored.count()
+        if not n_windows:
+            return
+        alerts = alert_rows(scored)
+        if not alerts.isEmpty():
+            merge_into(alerts, self.table(tables.STREAM_ALERTS_TABLE), ("alert_id",), update=False)
+        # Insert only: a window closes once, so a row already there is this window's row published again.
+        merge_into(scored, self.table(tables.STREAM_SCORES_TABLE), WINDOW_IDENTITY, update=False, prune="month")
+        self.counters.windows_stored += n_windows
+        self.counters.batches["sink"] += 1
+        log.info("sink batch %d: %d windows stored", batch_id, n_windows)
+
     # queries ------------------------------------------------------------------------------------------------
     def start(self) -> dict[str, Any]:
-        """Create the tables, check a model can be loaded, start both queries; return them by name."""
+        """Create the tables, check a model can be loaded, start the three queries; return them by name."""
         tables.ensure_tables(self.spark, self.args.namespace, tables.STREAM_TABLE_DDL)
         self.model.current(self.spark)  # fail at start, naming the pointer, rather than in the first batch
         checkpoint = self.args.checkpoint_uri.rstrip("/")
@@ -403,7 +460,7 @@ class StreamingJob:
             "events": events.writeStream.queryName("tap-stream-events")
             .foreachBatch(self.write_events)
             .option("checkpointLocation", f"{checkpoint}/events")
-            .trigger(processingTime=self.args.events_trigger)
+            .trigger(processingTime=self.args.tables_trigger)
             .start(),
             "windows": window_sums(valid_trips(events), self.args.granularity, self.zones(), self.args.watermark)
             .writeStream.queryName("tap-stream-windows")
@@ -411,6 +468,14 @@ class StreamingJob:
             .foreachBatch(self.score_windows)
             .option("checkpointLocation", f"{checkpoint}/windows")
             .trigger(processingTime=self.args.trigger)
+            .start(),
+            "sink": scores_from_messages(
+                self.read_topic(self.args.scores_topic), self.spark.table(self.table(tables.STREAM_SCORES_TABLE)).schema
+            )
+            .writeStream.queryName("tap-stream-sink")
+            .foreachBatch(self.store_scores)
+            .option("checkpointLocation", f"{checkpoint}/sink")
+            .trigger(processingTime=self.args.tables_trigger)
             .start(),
         }
         return queries

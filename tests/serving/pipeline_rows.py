@@ -1,8 +1,9 @@
 """Rows shaped like one run of the anomaly job, written into iceberg.taxi.* through Trino, and removed again.
 
 Two weeks of February 2001 (no real TLC month is that old) for yellow and green trips, at city and borough
-level, with three anomalous episodes that carry explanations and were alerted on by the stream. Every row has the run id of one test session,
-so cleaning up deletes exactly what the tests wrote, whatever else the tables hold.
+level, with three anomalous episodes that carry explanations and were alerted on by the stream. Every row has
+the run id of one test session, so cleaning up deletes exactly what the tests wrote, whatever else the tables
+hold.
 """
 
 from __future__ import annotations

@@ -103,9 +103,10 @@ def test_dashboard_shows_every_chart_with_data_from_the_warm_cache(
 
         # An alert the stream writes now shows up on the open dashboard within its 10 s refresh.
         new_key = pipeline_run.add_alert()
+        live_name = json.dumps(next(iter(live.values())))
         browser.wait_for(
             f"""return (function () {{ {PANELS} }})().some(
-                   (p) => p.name === {json.dumps(next(iter(live.values())))} && p.text.includes({json.dumps(new_key)}))""",
+                   (p) => p.name === {live_name} && p.text.includes({json.dumps(new_key)}))""",
             timeout=60,
             what=f"the new alert {new_key} on the live panel",
         )

@@ -48,11 +48,11 @@ class StreamScenario:
         spark,
         tmp: Path,
         trips_per_month: int = 60_000,
-        trigger: str = "2 seconds",
-        events_trigger: str = "2 seconds",
+        trigger: str = "1 second",
+        tables_trigger: str = "2 seconds",
     ) -> None:
         self.platform, self.spark, self.tmp = platform, spark, tmp
-        self.trips_per_month, self.trigger, self.events_trigger = trips_per_month, trigger, events_trigger
+        self.trips_per_month, self.trigger, self.tables_trigger = trips_per_month, trigger, tables_trigger
         self.suffix = uuid.uuid4().hex[:8]
         self.prefix = f"stream-it-{self.suffix}"
         self.namespace = f"stream_{self.suffix}"
@@ -63,7 +63,7 @@ class StreamScenario:
                 retention_ms=3600_000,
                 retention_bytes=1 << 28,
             )
-            for name in ("trips", "alerts", "dead-letters")
+            for name in ("trips", "alerts", "dead-letters", "window-scores")
         }
         cfg, creds = platform.cfg, platform.creds
         self.admin_settings = KafkaSettings(cfg.kafka_bootstrap, KAFKA_PRINCIPALS["admin"], creds.kafka_admin_password)
@@ -85,8 +85,13 @@ class StreamScenario:
         t = {k: v.name for k, v in self.topics.items()}
         grants = {
             "replay": {t["trips"]: ("WRITE",)},
-            "streaming": {t["trips"]: ("READ",), t["alerts"]: ("WRITE",), t["dead-letters"]: ("WRITE",)},
-            "reader": {t["trips"]: ("READ",), t["alerts"]: ("READ",), t["dead-letters"]: ("READ",)},
+            "streaming": {
+                t["trips"]: ("READ",),
+                t["alerts"]: ("WRITE",),
+                t["dead-letters"]: ("WRITE",),
+                t["window-scores"]: ("READ", "WRITE"),
+            },
+            "reader": {name: ("READ",) for name in t.values()},
         }
         provision.ensure_acls(admin, KAFKA_PRINCIPALS, grants)
 
@@ -173,7 +178,8 @@ class StreamScenario:
             "--checkpoint-uri", self.checkpoint.as_uri(), "--namespace", self.namespace,
             "--trips-topic", self.topics["trips"].name, "--alerts-topic", self.topics["alerts"].name,
             "--dead-letters-topic", self.topics["dead-letters"].name,
-            "--trigger", self.trigger, "--events-trigger", self.events_trigger, "--status-file", str(self.status),
+            "--scores-topic", self.topics["window-scores"].name,
+            "--trigger", self.trigger, "--tables-trigger", self.tables_trigger, "--status-file", str(self.status),
         ]  # fmt: skip
         self.status.unlink(missing_ok=True)
         log = open(self.log, "ab")  # noqa: SIM115 - closed with the process
@@ -204,12 +210,12 @@ class StreamScenario:
     def log_tail(self) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-40:])
 
-    def end_offsets(self) -> dict[int, int]:
+    def end_offsets(self, name: str = "trips") -> dict[int, int]:
         from confluent_kafka import Consumer, TopicPartition
 
         consumer = Consumer({**self.roles["reader"].client_config(), "group.id": f"tap-reader-{self.suffix}"})
         try:
-            topic = self.topics["trips"]
+            topic = self.topics[name]
             return {
                 p: consumer.get_watermark_offsets(TopicPartition(topic.name, p), timeout=10)[1]
                 for p in range(topic.partitions)
@@ -218,12 +224,17 @@ class StreamScenario:
             consumer.close()
 
     def caught_up(self) -> bool:
-        """Both queries have processed every message now in the trips topic."""
+        """Every query has processed every message now in the topic it reads (the sink last: it reads what the
+        windows query wrote)."""
         queries = self.progress().get("queries") or {}
-        want = self.end_offsets()
-        if set(queries) != {"events", "windows"}:
+        if set(queries) != {"events", "windows", "sink"}:
             return False
-        return all(processed_offsets(p, self.topics["trips"].name) == want for p in queries.values())
+        trips = self.end_offsets()
+        if not all(processed_offsets(queries[q], self.topics["trips"].name) == trips for q in ("events", "windows")):
+            return False
+        return processed_offsets(queries["sink"], self.topics["window-scores"].name) == self.end_offsets(
+            "window-scores"
+        )
 
     def read_topic(self, name: str) -> list[tuple[str, dict]]:
         from confluent_kafka import Consumer

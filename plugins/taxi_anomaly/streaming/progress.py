@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from taxi_anomaly.streaming.settings import KafkaSettings
 from taxi_anomaly.streaming.topics import GROUP_PREFIX
 
-QUERIES = ("events", "windows")
-
 
 def progress_group(trip_type: str, granularity: str, query: str) -> str:
     return f"{GROUP_PREFIX['streaming']}-{trip_type}-{granularity}-{query}"

@@ -32,7 +32,13 @@ class Topic:
 TRIPS = Topic("tap.trips", partitions=2, retention_ms=7 * DAY_MS, retention_bytes=4 << 30)
 ALERTS = Topic("tap.alerts", partitions=1, retention_ms=30 * DAY_MS, retention_bytes=1 << 30)
 DEAD_LETTERS = Topic("tap.dead-letters", partitions=1, retention_ms=14 * DAY_MS, retention_bytes=1 << 30)
-TOPICS = (TRIPS, ALERTS, DEAD_LETTERS)
+# Every scored window, published by the windows query as it scores (no table write on the alert path) and
+# written into the Iceberg tables by the job's sink query; a week, like the trips it comes from.
+WINDOW_SCORES = Topic("tap.window-scores", partitions=1, retention_ms=7 * DAY_MS, retention_bytes=1 << 30)
+TOPICS = (TRIPS, ALERTS, DEAD_LETTERS, WINDOW_SCORES)
+
+# The streaming job's queries and the topic each reads (its progress and lag are measured against it).
+QUERY_TOPICS = {"events": TRIPS.name, "windows": TRIPS.name, "sink": WINDOW_SCORES.name}
 
 # Consumer-group prefix of each reading role (Spark's Kafka source names its groups `<prefix>-<uuid>`).
 GROUP_PREFIX = {"streaming": "tap-streaming", "reader": "tap-reader"}
@@ -40,8 +46,13 @@ GROUP_PREFIX = {"streaming": "tap-streaming", "reader": "tap-reader"}
 # Role -> operations per topic. DESCRIBE comes with every grant (metadata and offsets lookups need it).
 GRANTS: dict[str, dict[str, tuple[str, ...]]] = {
     "replay": {TRIPS.name: ("WRITE",)},
-    "streaming": {TRIPS.name: ("READ",), ALERTS.name: ("WRITE",), DEAD_LETTERS.name: ("WRITE",)},
-    "reader": {TRIPS.name: ("READ",), ALERTS.name: ("READ",), DEAD_LETTERS.name: ("READ",)},
+    "streaming": {
+        TRIPS.name: ("READ",),
+        ALERTS.name: ("WRITE",),
+        DEAD_LETTERS.name: ("WRITE",),
+        WINDOW_SCORES.name: ("READ", "WRITE"),
+    },
+    "reader": {name: ("READ",) for name in (TRIPS.name, ALERTS.name, DEAD_LETTERS.name, WINDOW_SCORES.name)},
 }
 
 # Fields of a trip event (JSON object, one per Kafka message value; the message key is the event id).
