@@ -96,31 +96,10 @@ class Sampler:
 def published_windows(run) -> list[tuple[datetime, float]]:
     """(window start, when it was published) of every scored window on the run's window-scores topic: the
     Kafka timestamp of the windows query's write, the same write that publishes the alerts."""
-    import uuid
-
-    from confluent_kafka import Consumer
-
-    consumer = Consumer(
-        {
-            **run.roles["reader"].client_config(),
-            "group.id": f"tap-reader-bench-{uuid.uuid4().hex[:6]}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.subscribe([run.topics["window-scores"].name])
-    windows, idle_since = [], time.monotonic()
-    try:
-        while time.monotonic() - idle_since < 5:
-            message = consumer.poll(1)
-            if message is None or message.error():
-                continue
-            start = json.loads(message.value())["bucket_start"]
-            windows.append((datetime.fromisoformat(start), message.timestamp()[1] / 1000))
-            idle_since = time.monotonic()
-    finally:
-        consumer.close()
-    return windows
+    return [
+        (datetime.fromisoformat(value["bucket_start"]), timestamp_ms / 1000)
+        for _key, value, timestamp_ms in run.topic_messages("window-scores")
+    ]
 
 
 def window_latencies(

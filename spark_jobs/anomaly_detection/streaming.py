@@ -41,7 +41,7 @@ from anomaly_detection.model import ModelBundle
 from anomaly_detection.normalise import RECORD_FIELDS, normalise_records
 from anomaly_detection.registry import ModelRegistry
 from anomaly_detection.windows import aggregate_trips, dst_exposure, trip_key, window_measures
-from taxi_anomaly.streaming.topics import ALERTS, DEAD_LETTERS, GROUP_PREFIX, TRIPS, WINDOW_SCORES
+from taxi_anomaly.streaming.topics import ALERTS, DEAD_LETTERS, GROUP_PREFIX, QUERY_TOPICS, TRIPS, WINDOW_SCORES
 
 log = logging.getLogger("anomaly_detection.streaming")
 
@@ -209,7 +209,8 @@ class PromotedModel:
         return version, bundle, profile
 
 
-# What the windows query adds to each scored window: when it was scored, the threshold, the micro-batch.
+# What a window-scores message carries beyond stream_window_scores' columns: the threshold and the micro-batch
+# (stream_alerts has both).
 SCORED_EXTRA = StructType(
     [
         StructField("threshold", DoubleType()),
@@ -364,8 +365,9 @@ class StreamingJob:
         return parse_events(self.read_topic(self.args.trips_topic), self.args.trip_type)
 
     def source_topics(self) -> dict[str, str]:
-        """Query name -> the topic it reads (for its progress and lag)."""
-        return {"events": self.args.trips_topic, "windows": self.args.trips_topic, "sink": self.args.scores_topic}
+        """Query name -> the topic it reads (for its progress and lag): the contract's, as named in the args."""
+        named = {TRIPS.name: self.args.trips_topic, WINDOW_SCORES.name: self.args.scores_topic}
+        return {query: named[topic] for query, topic in QUERY_TOPICS.items()}
 
     def zones(self) -> DataFrame | None:
         if not self.args.zones_uri:

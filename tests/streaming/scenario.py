@@ -237,6 +237,12 @@ class StreamScenario:
         )
 
     def read_topic(self, name: str) -> list[tuple[str, dict]]:
+        """(key, JSON value) of every message in one of the scenario's topics."""
+        return [(key, value) for key, value, _timestamp_ms in self.topic_messages(name)]
+
+    def topic_messages(self, name: str) -> list[tuple[str, dict, int]]:
+        """(key, JSON value, Kafka timestamp in ms) of every message in one of the scenario's topics, read as
+        the reader role until the topic has been quiet for 8 s."""
         from confluent_kafka import Consumer
 
         consumer = Consumer(
@@ -254,7 +260,7 @@ class StreamScenario:
                 message = consumer.poll(1)
                 if message is None or message.error():
                     continue
-                messages.append((message.key().decode(), json.loads(message.value())))
+                messages.append((message.key().decode(), json.loads(message.value()), message.timestamp()[1]))
                 idle_since = time.monotonic()
         finally:
             consumer.close()
