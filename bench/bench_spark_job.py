@@ -332,9 +332,7 @@ def main() -> None:
         features.unpersist()
         windows.unpersist()
         timed_best(results, "baseline_spark_1_month_again", target_rows, lambda: baseline_spark(spark, paths[-1]))
-        for table in (tables.SCORES_TABLE, tables.WINDOWS_TABLE, tables.TRIPS_TABLE):
-            spark.sql(f"DROP TABLE IF EXISTS {tables.table_name(namespace, table)} PURGE")
-        spark.sql(f"DROP NAMESPACE IF EXISTS iceberg.{namespace}")
+        tables.drop_namespace(spark, namespace)
         spark.stop()
     results["peak_rss_gib"] = round(memory.peak / 2**30, 2)
     results["load_average_at_end"] = os.getloadavg()

@@ -126,9 +126,7 @@ def test_train_score_rerun_and_failed_write(platform, spark, raw_zone, unique_na
         assert spark.table(scores).where("run_id = 'run-3'").count() == 0
         assert spark.table(scores).count() == expected_windows
     finally:
-        for table in (tables.SCORES_TABLE, tables.WINDOWS_TABLE, tables.TRIPS_TABLE):
-            spark.sql(f"DROP TABLE IF EXISTS {tables.table_name(namespace, table)} PURGE")
-        spark.sql(f"DROP NAMESPACE IF EXISTS iceberg.{namespace}")
+        tables.drop_namespace(spark, namespace)
 
 
 def test_score_without_a_trained_model_fails_clearly(platform, spark, raw_zone, unique_name):

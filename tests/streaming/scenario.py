@@ -267,8 +267,7 @@ class StreamScenario:
         return messages
 
     def cleanup(self) -> None:
-        """Stop the job, delete the topics and drop the scenario's tables."""
+        """Stop the job, delete the topics and drop the scenario's namespace."""
         self.stop_job()
         self.delete_topics()
-        for name in (*tables.STREAM_TABLE_DDL, *tables.TABLE_DDL):
-            self.spark.sql(f"DROP TABLE IF EXISTS {tables.table_name(self.namespace, name)} PURGE")
+        tables.drop_namespace(self.spark, self.namespace)
