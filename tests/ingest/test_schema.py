@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from datetime import datetime
 from pathlib import Path
 
@@ -16,9 +17,12 @@ from taxi_anomaly.ingest.schema import (
     CANONICAL_COLUMNS,
     DROPPED_COLUMNS,
     RENAMES,
+    VALUE_CODES,
     NormalisationError,
     Normaliser,
+    canonical_name,
     canonical_schema,
+    fold,
     normalise_file,
     normalise_table,
 )
@@ -33,6 +37,9 @@ def official_variants(metadata_dir: Path) -> dict[tuple[str, str], str]:
             for row in csv.DictReader(handle):
                 variants.setdefault((row["file_record_type"], row["file_column_names"]), row["file_name"])
     return variants
+
+
+COORDINATES = ["pickup_longitude", "pickup_latitude", "dropoff_longitude", "dropoff_latitude"]
 
 
 def table_with_columns(columns: list[str]) -> pa.Table:
@@ -136,7 +143,7 @@ def test_real_green_month(tlc_data: Path):
     source = pq.read_table(tlc_data / "green_tripdata_2024-01.parquet")
     table, report = normalise_table(source, "green")
     assert table.schema.equals(canonical_schema("green"))
-    assert report.missing == ["cbd_congestion_fee"]
+    assert report.missing == ["cbd_congestion_fee", *COORDINATES]
     assert report.converted == {"store_and_fwd_flag": "large_string -> string"}
     assert table.num_rows == 56_551
 
@@ -184,9 +191,11 @@ def test_a_value_that_does_not_fit_names_the_column():
         normalise_table(source, "green")
 
 
-def test_two_spellings_in_one_file_are_refused():
+def test_two_filled_spellings_in_one_file_are_refused():
     source = pa.table({"airport_fee": [1.0], "Airport_fee": [2.0]})
-    with pytest.raises(NormalisationError, match="both map to 'airport_fee'"):
+    with pytest.raises(NormalisationError, match=r"all map to 'airport_fee' and more than one holds values"):
+        normalise_table(source, "yellow")
+    with pytest.raises(NormalisationError, match="the plan needs their filled counts"):
         Normaliser(source.schema, "yellow")
 
 
@@ -210,4 +219,93 @@ def test_normalise_file_streams_in_batches(tlc_data: Path, tmp_path: Path):
     written = pq.ParquetFile(dest)
     assert written.metadata.num_rows == 56_551
     assert written.schema_arrow.equals(canonical_schema("green"))
-    assert report.missing == ["cbd_congestion_fee"]
+    assert report.missing == ["cbd_congestion_fee", *COORDINATES]
+
+
+# Header variants of every era and type beyond the listings: data dictionaries, CSV releases, exports.
+HEADER_VARIANTS = json.loads((Path(__file__).parent / "data" / "header_variants.json").read_text())["variants"]
+
+
+def filled_like_the_source(trip_type: str, columns: list[str], empty: tuple[str, ...] = ()) -> pa.Table:
+    """Two rows under the given names, as a CSV reader gives them: text times, numbers, legacy text codes."""
+    values = {}
+    for name in columns:
+        canonical = canonical_name(trip_type, name)
+        assert canonical is not None, f"{trip_type}: {name!r} maps to no canonical column"
+        target = canonical_schema(trip_type).field(canonical).type
+        codes = VALUE_CODES.get(trip_type, {}).get(canonical, {})
+        if name in empty:
+            values[name] = pa.array([None, None], pa.string())
+        elif pa.types.is_timestamp(target):
+            values[name] = pa.array(["2014-01-04 02:52:00", " 2014-01-04 03:31:00 "])
+        elif codes and name != canonical:  # a legacy spelling carries the legacy text codes
+            values[name] = pa.array([next(iter(codes)), None])
+        elif pa.types.is_integer(target):
+            values[name] = pa.array([1, None], pa.int64())
+        elif pa.types.is_floating(target):
+            values[name] = pa.array([2.5, None])
+        else:
+            values[name] = pa.array(["N", None])
+    return pa.table(values)
+
+
+@pytest.mark.parametrize("variant", HEADER_VARIANTS, ids=lambda v: f"{v['trip_type']} {v['era']}")
+def test_every_header_variant_maps_with_no_canonical_column_emptied(variant):
+    trip_type, columns = variant["trip_type"], variant["columns"]
+    empty = tuple(variant.get("empty", ()))
+    table, report = normalise_table(filled_like_the_source(trip_type, columns, empty), trip_type)
+    assert table.schema.equals(canonical_schema(trip_type)), report
+    assert report.extra == []
+    filled = [name for name in table.column_names if table[name].null_count < table.num_rows]
+    assert len(filled) == len(columns) - len(empty), f"mapped {filled} from {columns}"
+    assert set(report.dropped) == set(empty)
+    coordinate_note = any(note.startswith("coordinate era") for note in report.notes)
+    assert coordinate_note == variant.get("coordinates", False)
+    if coordinate_note:
+        assert table["PULocationID"].null_count == table.num_rows and table["pickup_longitude"].null_count == 1
+
+
+def test_spaced_headers_of_2014_find_the_pickup_time():
+    table, report = normalise_table(pa.table({" pickup_datetime": ["2014-03-01 00:10:00"]}), "yellow")
+    assert table["tpep_pickup_datetime"].to_pylist() == [datetime(2014, 3, 1, 0, 10)]
+    assert report.renamed == {" pickup_datetime": "tpep_pickup_datetime"}
+    trip_type_column = normalise_table(pa.table({"Trip_type ": [1]}), "green")[0]["trip_type"]
+    assert trip_type_column.to_pylist() == [1]
+
+
+def test_fhv_2018_duplicate_base_number_keeps_the_filled_one():
+    source = pa.table({"Dispatching_base_number": ["B00013", "B02510"], "Dispatching_base_num": ["", None]})
+    table, report = normalise_table(source, "fhv")
+    assert table["dispatching_base_num"].to_pylist() == ["B00013", "B02510"]
+    assert "Dispatching_base_num" not in table.column_names
+    assert "holds 0" in report.dropped["Dispatching_base_num"]
+    # Reversed column order: content decides, not position.
+    table, _ = normalise_table(source.select(["Dispatching_base_num", "Dispatching_base_number"]), "fhv")
+    assert table["dispatching_base_num"].to_pylist() == ["B00013", "B02510"]
+
+
+def test_duplicates_in_a_parquet_file_are_resolved_by_content(tmp_path: Path):
+    path = tmp_path / "fhv_tripdata_2018-01.parquet"
+    pq.write_table(pa.table({"Dispatching_base_num": [None, None], "Dispatching_base_number": ["B1", "B2"]}), path)
+    report = normalise_file(path, tmp_path / "out.parquet", "fhv")
+    assert pq.read_table(tmp_path / "out.parquet")["dispatching_base_num"].to_pylist() == ["B1", "B2"]
+    assert list(report.dropped) == ["Dispatching_base_num"]
+
+
+def test_sr_flag_letters_follow_the_data_dictionary():
+    table, report = normalise_table(pa.table({"SR_Flag": ["N", "Y", None, "N"]}), "fhv")
+    assert table["SR_Flag"].to_pylist() == [None, 1, None, None]
+    assert report.notes == []  # N is null by rule, not a lost value
+
+
+def test_a_column_that_loses_every_value_is_refused():
+    with pytest.raises(NormalisationError, match=r"'vendor_name' held 2 value\(s\), none survived as 'VendorID'"):
+        normalise_table(pa.table({"vendor_name": ["DDS", "DDS"]}), "yellow")
+
+
+def test_folding_is_unambiguous_for_every_trip_type():
+    for trip_type in TRIP_TYPES:
+        names = [name for name, _ in CANONICAL_COLUMNS[trip_type]]
+        assert len({fold(n) for n in names}) == len(names), trip_type
+        for source in RENAMES[trip_type]:
+            assert canonical_name(trip_type, fold(source)) == RENAMES[trip_type][source]

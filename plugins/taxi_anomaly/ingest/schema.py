@@ -2,16 +2,22 @@
 
 The tables below are plain data (column names, type names, value codes) so that other engines, e.g. the Spark
 job, can apply the same mapping. A source column maps to a canonical column by, in order: `RENAMES`, the same
-name, a case-insensitive match (reported). Canonical columns missing from a file are filled with nulls;
-columns that map to nothing are kept after the canonical ones and reported; only `DROPPED_COLUMNS` are dropped,
-each with its reason in the report. Timestamps become tz-naive New York local time, as the TLC publishes them.
+name, then the same *folded* name (case, whitespace and the separators `_ - .` ignored, so `" pickup_datetime"`,
+`rate_code_id` and `"Trip_type "` match; listed in the report). When two source columns map to one canonical
+column, the one that holds values wins and the other is dropped and reported; if both hold values the file is
+refused. Canonical columns missing from a file are filled with nulls; columns that map to nothing are kept after
+the canonical ones and reported; only `DROPPED_COLUMNS` are dropped, each with its reason in the report.
+Timestamps become tz-naive New York local time, as the TLC publishes them. A canonical column whose source held
+values and lost every one of them in conversion is an error (`Normaliser.check_no_column_emptied`).
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from functools import cache
 from pathlib import Path
 
 import pyarrow as pa
@@ -72,6 +78,11 @@ CANONICAL_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
         ("trip_type", "int64"),
         ("congestion_surcharge", "double"),
         ("cbd_congestion_fee", "double"),  # from 2025-01
+        # 2013-2016 files have coordinates instead of zone ids.
+        ("pickup_longitude", "double"),
+        ("pickup_latitude", "double"),
+        ("dropoff_longitude", "double"),
+        ("dropoff_latitude", "double"),
     ),
     "fhv": (
         ("dispatching_base_num", "string"),
@@ -111,57 +122,62 @@ CANONICAL_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
     ),
 }
 
-# Source name -> canonical name, for every spelling seen in TLC files (case variants included, so that a
-# consumer needs no case-insensitive fallback of its own).
+# Source name -> canonical name, for the spellings that folding (see the module docstring) does not cover. The
+# folded key of a name here matches too, so one entry covers its case and separator variants.
+_ZONE_IDS = {
+    # snake_case and camelCase exports (widely used samples and warehouse copies)
+    "pickup_location_id": "PULocationID",
+    "dropoff_location_id": "DOLocationID",
+}
 RENAMES: dict[str, dict[str, str]] = {
     "yellow": {
+        **_ZONE_IDS,
         # 2009 files
         "vendor_name": "VendorID",
         "Trip_Pickup_DateTime": "tpep_pickup_datetime",
         "Trip_Dropoff_DateTime": "tpep_dropoff_datetime",
-        "Passenger_Count": "passenger_count",
-        "Trip_Distance": "trip_distance",
         "Start_Lon": "pickup_longitude",
         "Start_Lat": "pickup_latitude",
         "End_Lon": "dropoff_longitude",
         "End_Lat": "dropoff_latitude",
         "Rate_Code": "RatecodeID",
         "store_and_forward": "store_and_fwd_flag",
-        "Payment_Type": "payment_type",
         "Fare_Amt": "fare_amount",
         "surcharge": "extra",  # 2009-2010 "surcharge" is today's "extra" (rush hour and overnight charges)
         "Tip_Amt": "tip_amount",
         "Tolls_Amt": "tolls_amount",
         "Total_Amt": "total_amount",
-        # 2010 files
+        # 2010-2014 files
         "vendor_id": "VendorID",
         "pickup_datetime": "tpep_pickup_datetime",
         "dropoff_datetime": "tpep_dropoff_datetime",
         "rate_code": "RatecodeID",
-        # 2023-02 onwards
-        "Airport_fee": "airport_fee",
     },
-    "green": {},
+    "green": {
+        **_ZONE_IDS,
+        "vendor_id": "VendorID",
+        "pickup_datetime": "lpep_pickup_datetime",
+        "dropoff_datetime": "lpep_dropoff_datetime",
+    },
     "fhv": {
-        "dropOff_datetime": "dropoff_datetime",
-        "PUlocationID": "PULocationID",
-        "DOlocationID": "DOLocationID",
+        **_ZONE_IDS,
         # the original 2015-2016 CSV headers
-        "Dispatching_base_num": "dispatching_base_num",
         "Pickup_date": "pickup_datetime",
         "locationID": "PULocationID",
+        # 2018 CSVs carry both Dispatching_base_number (filled) and Dispatching_base_num (empty)
+        "Dispatching_base_number": "dispatching_base_num",
     },
-    "fhvhv": {"Airport_fee": "airport_fee"},
+    "fhvhv": dict(_ZONE_IDS),
 }
 
 DROPPED_COLUMNS: dict[str, str] = {
     "__index_level_0__": "a pandas index written into some 2010 files by mistake; it carries no trip data",
 }
 
-# Text codes of 2009-2010 yellow files -> today's codes (matched after trimming and upper-casing). Integer
-# columns: digits are kept as codes, other unmapped text becomes null and is counted in the report. Text columns:
+# Text codes -> today's codes (matched after trimming and upper-casing); None: null by rule. Integer columns:
+# digits are kept as codes, other unmapped text becomes null and is counted in the report. Text columns:
 # unmapped values are kept.
-VALUE_CODES: dict[str, dict[str, dict[str, int | str]]] = {
+VALUE_CODES: dict[str, dict[str, dict[str, int | str | None]]] = {
     "yellow": {
         # CMT = Creative Mobile Technologies (1), VTS = VeriFone (2); DDS (Digital Dispatch Systems, 2009-2010
         # only) has no code in the data dictionary.
@@ -182,6 +198,8 @@ VALUE_CODES: dict[str, dict[str, dict[str, int | str]]] = {
         },
         "store_and_fwd_flag": {"0": "N", "1": "Y", "0.0": "N", "1.0": "Y"},
     },
+    # The data dictionary: 1 = part of a shared ride chain, null = not shared. Some 2021 files write Y/N.
+    "fhv": {"SR_Flag": {"Y": 1, "N": None}},
 }
 
 PICKUP_COLUMN = {
@@ -206,15 +224,56 @@ def canonical_schema(trip_type: str) -> pa.Schema:
     return pa.schema([(name, _type(type_name)) for name, type_name in CANONICAL_COLUMNS[check_trip_type(trip_type)]])
 
 
+def fold(name: str) -> str:
+    """The key of a loose column match: lower case, without whitespace and the separators _ - ."""
+    return _SEPARATORS.sub("", name).lower()
+
+
+_SEPARATORS = re.compile(r"[\s_.\-]+")
+
+
+@cache
+def _folded_names(trip_type: str) -> dict[str, str]:
+    """Folded key -> canonical column, from the canonical names and the RENAMES keys of one trip type."""
+    keys: dict[str, str] = {}
+    for source, canonical in [(n, n) for n, _ in CANONICAL_COLUMNS[trip_type]] + list(RENAMES[trip_type].items()):
+        if keys.setdefault(fold(source), canonical) != canonical:
+            raise AssertionError(f"{trip_type}: {source!r} folds onto two canonical columns")
+    return keys
+
+
 def canonical_name(trip_type: str, source: str) -> str | None:
     """The canonical column a source column maps to, or None (an extra column)."""
-    names = [name for name, _ in CANONICAL_COLUMNS[check_trip_type(trip_type)]]
+    trip_type = check_trip_type(trip_type)
     if source in RENAMES[trip_type]:
         return RENAMES[trip_type][source]
-    if source in names:
-        return source
-    folded = {name.lower(): name for name in names}
-    return folded.get(source.lower())
+    folded = _folded_names(trip_type)
+    return source if source in folded.values() else folded.get(fold(source))
+
+
+def candidates(source_schema: pa.Schema, trip_type: str) -> dict[str, list[str]]:
+    """Canonical column -> the source columns that map to it, in file order (DROPPED_COLUMNS left out)."""
+    mapped: dict[str, list[str]] = defaultdict(list)
+    for source in source_schema:
+        canonical = None if source.name in DROPPED_COLUMNS else canonical_name(trip_type, source.name)
+        if canonical is not None:
+            mapped[canonical].append(source.name)
+    return dict(mapped)
+
+
+def filled_values(data: pa.Table | pa.RecordBatch) -> Counter:
+    """Values held per column: non-null and, for text, not blank."""
+    return Counter({name: _filled(column) for name, column in zip(data.column_names, data.columns, strict=True)})
+
+
+def _filled(column: pa.Array | pa.ChunkedArray) -> int:
+    if _is_text(column.type):
+        return pc.sum(pc.greater(pc.binary_length(pc.utf8_trim_whitespace(column)), 0)).as_py() or 0
+    return len(column) - column.null_count
+
+
+def _is_text(data_type: pa.DataType) -> bool:
+    return pa.types.is_string(data_type) or pa.types.is_large_string(data_type)
 
 
 def _type(type_name: str) -> pa.DataType:
@@ -229,7 +288,7 @@ class NormalisationReport:
 
     trip_type: str
     renamed: dict[str, str] = field(default_factory=dict)
-    case_matched: list[str] = field(default_factory=list)
+    folded: list[str] = field(default_factory=list)  # matched only after folding case, whitespace, separators
     missing: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
     dropped: dict[str, str] = field(default_factory=dict)
@@ -245,44 +304,99 @@ class Normaliser:
 
     :param source_schema: the file's arrow schema.
     :param trip_type: which canonical schema to map to.
+    :param filled: values held per source column (`filled_values`); needed only where two source columns map
+        to one canonical column, to keep the one with values (`for_parquet` counts them).
     """
 
-    def __init__(self, source_schema: pa.Schema, trip_type: str) -> None:
+    def __init__(self, source_schema: pa.Schema, trip_type: str, filled: Mapping[str, int] | None = None) -> None:
         self.trip_type = check_trip_type(trip_type)
         self.target = canonical_schema(trip_type)
         self.source_schema = source_schema
         self.sources: dict[str, str] = {}  # canonical -> source column
         self.extras: list[str] = []
         self._report = NormalisationReport(self.trip_type)
+        self._planned_notes: list[str] = []
         self._unmapped: dict[str, Counter] = defaultdict(Counter)
         self._tz_converted: set[str] = set()
-        self._plan()
+        self._values_in: Counter = Counter()  # canonical column -> values its source column held
+        self._values_out: Counter = Counter()  # ... -> values after conversion (nulls set by a rule counted)
+        self._plan(filled)
 
-    def _plan(self) -> None:
+    @classmethod
+    def for_parquet(cls, parquet: pq.ParquetFile, trip_type: str) -> Normaliser:
+        """The plan of a parquet file; reads only the columns that compete for one canonical column, if any."""
+        competing = [
+            n for names in candidates(parquet.schema_arrow, trip_type).values() if len(names) > 1 for n in names
+        ]
+        filled: Counter = Counter()
+        if competing:
+            for batch in parquet.iter_batches(columns=competing):
+                filled.update(filled_values(batch))
+        return cls(parquet.schema_arrow, trip_type, filled)
+
+    def _plan(self, filled: Mapping[str, int] | None) -> None:
         report = self._report
         for source in self.source_schema:
             if source.name in DROPPED_COLUMNS:
                 report.dropped[source.name] = DROPPED_COLUMNS[source.name]
-                continue
-            canonical = canonical_name(self.trip_type, source.name)
-            if canonical is None:
+            elif canonical_name(self.trip_type, source.name) is None:
                 self.extras.append(source.name)
-                continue
-            if canonical in self.sources:
-                raise NormalisationError(
-                    f"{self.trip_type}: source columns {self.sources[canonical]!r} and {source.name!r} both map to "
-                    f"{canonical!r}; add a rule for this file to schema.RENAMES"
-                )
-            self.sources[canonical] = source.name
-            if canonical != source.name:
-                report.renamed[source.name] = canonical
-                if source.name not in RENAMES[self.trip_type]:
-                    report.case_matched.append(source.name)
+        for canonical, names in candidates(self.source_schema, self.trip_type).items():
+            source_name = names[0] if len(names) == 1 else self._choose(canonical, names, filled)
+            self.sources[canonical] = source_name
+            if canonical != source_name:
+                report.renamed[source_name] = canonical
+                if source_name not in RENAMES[self.trip_type]:
+                    report.folded.append(source_name)
+            source_type = self.source_schema.field(source_name).type
             target_type = self.target.field(canonical).type
-            if source.type != target_type:
-                report.converted[canonical] = f"{source.type} -> {target_type}"
+            if source_type != target_type:
+                report.converted[canonical] = f"{source_type} -> {target_type}"
         report.missing = [f.name for f in self.target if f.name not in self.sources]
         report.extra = list(self.extras)
+        if "pickup_longitude" in self.sources and "PULocationID" not in self.sources:
+            self._planned_notes.append(
+                "coordinate era: the file has coordinates and no zone ids; the coordinates are kept, "
+                "PULocationID and DOLocationID are null"
+            )
+
+    def _choose(self, canonical: str, names: list[str], filled: Mapping[str, int] | None) -> str:
+        """Of several source columns for one canonical column, the one that holds values; the others are dropped."""
+        listed = " and ".join(repr(n) for n in names)
+        if filled is None:
+            raise NormalisationError(
+                f"{self.trip_type}: source columns {listed} all map to {canonical!r}; which one holds values "
+                "decides, so the plan needs their filled counts (Normaliser.for_parquet counts them)"
+            )
+        holding = [n for n in names if filled.get(n, 0) > 0]
+        if len(holding) > 1:
+            counts = ", ".join(f"{n!r} {filled[n]}" for n in holding)
+            raise NormalisationError(
+                f"{self.trip_type}: source columns {listed} all map to {canonical!r} and more than one holds values "
+                f"({counts}); add a rule for this file to schema.RENAMES"
+            )
+        chosen = holding[0] if holding else names[0]
+        for name in names:
+            if name != chosen:
+                self._report.dropped[name] = (
+                    f"also maps to {canonical!r}, taken from {chosen!r} ({filled.get(chosen, 0)} values); "
+                    f"{name!r} holds {filled.get(name, 0)}"
+                )
+        return chosen
+
+    def check_no_column_emptied(self, name: str = "the file") -> None:
+        """After every batch went through `apply`: refuse a canonical column whose source held values and lost all.
+
+        Raises NormalisationError naming the source column, the canonical column and how many values were lost.
+        """
+        emptied = [c for c, held in self._values_in.items() if held > 0 and self._values_out[c] == 0]
+        if emptied:
+            details = "; ".join(
+                f"{self.sources[c]!r} held {self._values_in[c]} value(s), none survived as {c!r}" for c in emptied
+            )
+            raise NormalisationError(
+                f"{self.trip_type}: {name}: canonical column(s) emptied by normalisation: {details}"
+            )
 
     @property
     def report(self) -> NormalisationReport:
@@ -295,6 +409,7 @@ class Normaliser:
             f"{column}: time-zone-aware timestamps converted to {TIMEZONE} local time"
             for column in sorted(self._tz_converted)
         ]
+        notes += self._planned_notes
         return NormalisationReport(**{**asdict(self._report), "notes": notes})
 
     def source_columns(self, canonical: Iterable[str]) -> list[str]:
@@ -337,9 +452,7 @@ class Normaliser:
             if pa.types.is_null(column.type):
                 return pa.chunked_array([pa.nulls(len(column), target)])
             codes = VALUE_CODES.get(self.trip_type, {}).get(name)
-            if codes and (
-                pa.types.is_string(column.type) or pa.types.is_large_string(column.type) or pa.types.is_string(target)
-            ):
+            if codes and (_is_text(column.type) or pa.types.is_string(target)):
                 return self._map_codes(column, name, target, codes)
             if pa.types.is_timestamp(target):
                 return self._to_timestamp(column, name, target)
@@ -354,41 +467,55 @@ class Normaliser:
         if pa.types.is_timestamp(column.type) and column.type.tz is not None:
             self._tz_converted.add(name)
             column = pc.local_timestamp(column.cast(pa.timestamp(column.type.unit, TIMEZONE)))
-        elif pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        elif _is_text(column.type):
             column = pc.utf8_trim_whitespace(column)
             column = pc.if_else(pc.equal(column, ""), pa.scalar(None, column.type), column)
+            converted = column.cast(target, safe=True)
+            self._count(name, column, converted)
+            return converted
         return column.cast(target, safe=True)
 
+    def _count(self, name: str, source: pa.ChunkedArray, converted: pa.ChunkedArray, ruled_nulls: int = 0) -> None:
+        """Values before and after a conversion that can lose some (text codes, text times)."""
+        self._values_in[name] += _filled(source)
+        self._values_out[name] += len(converted) - converted.null_count + ruled_nulls
+
     def _map_codes(
-        self, column: pa.ChunkedArray, name: str, target: pa.DataType, codes: dict[str, int | str]
+        self, column: pa.ChunkedArray, name: str, target: pa.DataType, codes: dict[str, int | str | None]
     ) -> pa.ChunkedArray:
         text = column.cast(pa.string())
         key = pc.utf8_upper(pc.utf8_trim_whitespace(text))
         keys = pa.array(list(codes), pa.string())
         position = pc.index_in(key, value_set=keys)
         mapped = pc.take(pa.array(list(codes.values()), target), position)
+        null_by_rule = pc.and_(pc.is_valid(position), pc.is_null(mapped))
         if pa.types.is_integer(target):
             digits = pc.match_substring_regex(key, r"^[0-9]+$")  # already a code: keep it
             mapped = pc.coalesce(mapped, pc.if_else(digits, key, pa.scalar(None, pa.string())).cast(target))
-            lost = pc.and_(pc.is_null(mapped), pc.is_valid(text))
+            lost = pc.and_(pc.and_(pc.is_null(mapped), pc.is_null(position)), pc.not_equal(key, ""))
             for entry in pc.value_counts(pc.filter(text, lost)).to_pylist():
                 self._unmapped[name][entry["values"]] += entry["counts"]
-            return mapped
-        return pc.if_else(pc.is_null(position), text.cast(target), mapped)
+        else:
+            mapped = pc.if_else(pc.is_null(position), text.cast(target), mapped)
+        self._count(name, text, mapped, pc.sum(null_by_rule).as_py() or 0)
+        return mapped
 
 
 def normalise_table(table: pa.Table, trip_type: str) -> tuple[pa.Table, NormalisationReport]:
     """Normalise an in-memory table (small files, samples, tests)."""
-    normaliser = Normaliser(table.schema, trip_type)
-    return normaliser.apply(table), normaliser.report
+    normaliser = Normaliser(table.schema, trip_type, filled_values(table))
+    normalised = normaliser.apply(table)
+    normaliser.check_no_column_emptied()
+    return normalised, normaliser.report
 
 
 def normalise_file(source: Path, dest: Path, trip_type: str, batch_rows: int = 1_000_000) -> NormalisationReport:
     """Write a canonical copy of a parquet file, batch by batch."""
     parquet = pq.ParquetFile(source)
-    normaliser = Normaliser(parquet.schema_arrow, trip_type)
+    normaliser = Normaliser.for_parquet(parquet, trip_type)
     schema = normaliser.apply(parquet.schema_arrow.empty_table()).schema
     with pq.ParquetWriter(dest, schema, compression="zstd") as writer:
         for batch in parquet.iter_batches(batch_size=batch_rows):
             writer.write_table(normaliser.apply(batch))
+    normaliser.check_no_column_emptied(source.name)
     return normaliser.report
