@@ -45,6 +45,9 @@ class YearMonth:
         return YearMonth(self.year - (self.month == 1), (self.month - 2) % 12 + 1)
 
 
+FIRST_MONTH = YearMonth(2009, 1)  # the first month of TLC trip records (yellow)
+
+
 def month_range(first: str | YearMonth, last: str | YearMonth) -> list[YearMonth]:
     """Every month from first to last, inclusive."""
     start = first if isinstance(first, YearMonth) else YearMonth.parse(first)

@@ -10,6 +10,7 @@ import pytest
 
 from taxi_anomaly.ingest.integrity import (
     EMPTY_FILE,
+    INCOMPLETE_ZONE_LOOKUP,
     NOT_PARQUET,
     ROW_COUNT_MISMATCH,
     SIZE_MISMATCH,
@@ -92,3 +93,36 @@ def test_zone_lookup(tlc_data: Path):
         check_zone_lookup(tlc_data / "bad" / "json_error_body_saved_as.csv", "taxi_zone_lookup.csv")
     assert caught.value.reason == UNEXPECTED_CONTENT
     assert "a JSON document" in str(caught.value)
+
+
+def test_a_truncated_zone_lookup_is_refused_naming_what_is_cut(tlc_data: Path, tmp_path: Path):
+    text = (tlc_data / "taxi_zone_lookup.csv").read_text()
+    cut = tmp_path / "taxi_zone_lookup.csv"
+    cut.write_text(text[: text.index("\n25,") + 16])  # 24 zones and the first 12 characters of the 25th
+    with pytest.raises(IntegrityError) as caught:
+        check_zone_lookup(cut)
+    assert caught.value.reason == INCOMPLETE_ZONE_LOOKUP
+    message = str(caught.value)
+    assert "taxi_zone_lookup.csv is not a complete TLC zone lookup (25 rows)" in message
+    assert "line 26 has 3 fields" in message and "zone ids missing of 1-265: [26, 27" in message
+
+
+def test_a_zone_lookup_with_a_repeated_id_or_an_unknown_borough_is_refused(tlc_data: Path, tmp_path: Path):
+    lines = (tlc_data / "taxi_zone_lookup.csv").read_text().splitlines()
+    edited = tmp_path / "taxi_zone_lookup.csv"
+    edited.write_text("\n".join([*lines[:3], lines[2].replace('"Queens"', '"Queenz"'), *lines[4:]]) + "\n")
+    with pytest.raises(IntegrityError, match=r"zone ids repeated: \[2\].*zone ids missing of 1-265: \[3\]"):
+        check_zone_lookup(edited)
+    with pytest.raises(IntegrityError, match=r"unknown boroughs: \['Queenz'\]"):
+        check_zone_lookup(edited)
+
+
+def test_a_parquet_zone_lookup_is_named_as_parquet(tlc_data: Path, tmp_path: Path):
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    as_parquet = tmp_path / "taxi_zone_lookup.csv"
+    pq.write_table(pacsv.read_csv(tlc_data / "taxi_zone_lookup.csv"), as_parquet)
+    with pytest.raises(IntegrityError, match="it is a parquet file") as caught:
+        check_zone_lookup(as_parquet)
+    assert caught.value.reason == UNEXPECTED_CONTENT

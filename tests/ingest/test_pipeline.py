@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 import pytest
 
 from taxi_anomaly.ingest.download import DownloadError
@@ -51,7 +56,7 @@ def test_real_month_lands_checked_and_validated(settings: IngestSettings, store:
     assert manifest["official"]["rows"] == 56_551 and manifest["official"]["bytes"] == len(original)
     assert len(manifest["schema_fingerprint"]) == 16 and manifest["ingested_at"]
     assert manifest["validation"]["passed"] is True
-    assert manifest["normalisation"]["missing"] == ["cbd_congestion_fee"]
+    assert manifest["normalisation"]["missing"][0] == "cbd_congestion_fee"
 
     result = store.get_json(settings.raw_bucket, keys.validation_json)
     assert result["success"] is True and result["suite_name"] == "tlc_green"
@@ -97,6 +102,58 @@ def test_a_new_column_lands_kept_and_reported(settings: IngestSettings, shifted_
     manifest = store.get_json(settings.raw_bucket, month_keys("green", month, settings.key_prefix).manifest)
     assert manifest["normalisation"]["extra"] == ["surprise_fee"]
     assert ["surprise_fee", "double"] in manifest["columns"]
+
+
+def test_the_first_months_of_2009_land_in_their_coordinate_era(settings, generated_dir: Path, tlc_data: Path):
+    # The real 2020-04 yellow sample under its 2009 column names and moved to 2009-01; no listing for it.
+    sample = pacsv.read_csv(tlc_data / "samples" / "yellow_tripdata_2020-04_sample1000.csv")
+    shift = pa.scalar(datetime(2009, 1, 1) - datetime(2020, 4, 1), pa.duration("us"))
+    names_2009 = {
+        "tpep_pickup_datetime": "Trip_Pickup_DateTime",
+        "tpep_dropoff_datetime": "Trip_Dropoff_DateTime",
+        "trip_distance": "Trip_Distance",
+        "fare_amount": "Fare_Amt",
+        "total_amount": "Total_Amt",
+        "payment_type": "Payment_Type",
+    }
+    columns = {new: sample[old] for old, new in names_2009.items()}
+    for name in ("Trip_Pickup_DateTime", "Trip_Dropoff_DateTime"):
+        columns[name] = pc.strftime(pc.add(columns[name].cast(pa.timestamp("us")), shift), "%Y-%m-%d %H:%M:%S")
+    columns["Start_Lon"] = pa.array([-73.98] * sample.num_rows)
+    pq.write_table(pa.table(columns), generated_dir / "yellow_tripdata_2009-01.parquet")
+
+    outcome = ingest_month("yellow", "2009-01", settings.with_(metadata_dir=None))
+    assert outcome.status is Status.LANDED, outcome.message
+    normalisation = outcome.manifest["normalisation"]
+    assert normalisation["renamed"]["Trip_Pickup_DateTime"] == "tpep_pickup_datetime"
+    assert any(w.startswith("coordinate era") for w in outcome.warnings)
+
+
+def test_text_in_a_column_no_expectation_reads_quarantines_before_landing(settings, shifted_month, store):
+    month = YearMonth(2031, 5)
+    path = shifted_month(month)
+    table = pq.read_table(path)
+    index = table.schema.get_field_index("congestion_surcharge")
+    text = pa.array(["0"] * (table.num_rows - 1) + ["n/a"])
+    pq.write_table(table.set_column(index, "congestion_surcharge", text), path)
+    outcome = ingest_month("green", month, settings)
+    assert outcome.status is Status.QUARANTINED and outcome.reason == "schema_mismatch"
+    assert "green_tripdata_2031-05.parquet" in outcome.message and "'congestion_surcharge'" in outcome.message
+    assert not store.exists(settings.raw_bucket, month_keys("green", month, settings.key_prefix).data)
+
+
+def test_a_check_that_raises_ends_as_an_outcome_naming_the_file(settings, shifted_month, monkeypatch):
+    # Fault injection: a check raising something unforeseen (a library bug, a file nobody imagined).
+    month = YearMonth(2031, 7)
+    shifted_month(month)
+
+    def broken_check(*args, **kwargs):
+        raise IndexError("list index out of range")
+
+    monkeypatch.setattr("taxi_anomaly.ingest.pipeline.validate_file", broken_check)
+    outcome = ingest_month("green", month, settings)
+    assert outcome.status is Status.QUARANTINED and outcome.reason == "check_crashed"
+    assert outcome.message.startswith("green_tripdata_2031-07.parquet: the checks could not finish: IndexError")
 
 
 # Each real broken download, served under a month's name, with the reason it must be quarantined for.

@@ -137,6 +137,8 @@ def describe_bytes(head: bytes, size: int) -> str:
         return "an XML document" + (f" (S3 error code {code.group(1).decode(errors='replace')})" if code else "")
     if lower.startswith((b"{", b"[")):
         return "a JSON document" + _json_summary(head, size)
+    if head.startswith(PARQUET_MAGIC):
+        return "a parquet file"
     if head.startswith(b"\x1f\x8b"):
         return "gzip-compressed data"
     if head.startswith(b"PK\x03\x04"):
@@ -170,11 +172,29 @@ def _looks_like_text(head: bytes) -> bool:
 
 
 ZONE_LOOKUP_HEADER = ("LocationID", "Borough", "Zone", "service_zone")
+# The lookup as the TLC publishes it since 2017: zones 1-263 of the shapefile, 264 "Unknown" / "N/A" and 265
+# "Outside of NYC" (borough "N/A" in the current file, "Unknown" in earlier copies).
+ZONE_COUNT = 265
+BOROUGHS = frozenset({"Bronx", "Brooklyn", "EWR", "Manhattan", "Queens", "Staten Island", "Unknown", "N/A"})
 UNEXPECTED_CONTENT = "unexpected_content"
+INCOMPLETE_ZONE_LOOKUP = "incomplete_zone_lookup"
+# Every reason above: what the integrity step reports (the others are validation's, docs/ingestion.md).
+INTEGRITY_REASONS = frozenset(
+    {
+        EMPTY_FILE,
+        NOT_PARQUET,
+        TRUNCATED_PARQUET,
+        UNREADABLE_FOOTER,
+        SIZE_MISMATCH,
+        ROW_COUNT_MISMATCH,
+        UNEXPECTED_CONTENT,
+        INCOMPLETE_ZONE_LOOKUP,
+    }
+)
 
 
 def check_zone_lookup(path: Path, name: str | None = None) -> int:
-    """The zone lookup must be CSV with the TLC's header and integer zone ids. Returns its number of zones."""
+    """The zone lookup must be the TLC's CSV: its header, zones 1-265 once each, known boroughs. Returns 265."""
     import csv
 
     name = name or path.name
@@ -184,18 +204,51 @@ def check_zone_lookup(path: Path, name: str | None = None) -> int:
     if size == 0:
         raise IntegrityError(EMPTY_FILE, f"{name} is empty (0 bytes)")
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
             rows = list(csv.reader(handle))
-    except UnicodeDecodeError:
+    except (UnicodeDecodeError, csv.Error):
         rows = []
-    header = tuple(rows[0]) if rows else ()
-    ids_ok = all(row and row[0].strip().isdigit() for row in rows[1:])
-    if header != ZONE_LOOKUP_HEADER or len(rows) < 2 or not ids_ok:
+    header = tuple(c.strip() for c in rows[0]) if rows else ()
+    if header != ZONE_LOOKUP_HEADER:
         kind = describe_bytes(head, size)
         raise IntegrityError(
             UNEXPECTED_CONTENT,
-            f"{name} is not the TLC zone lookup (expected a CSV with header {','.join(ZONE_LOOKUP_HEADER)} and "
-            f"numeric zone ids): it is {kind} (first bytes {head[:40]!r}, {size} bytes)",
+            f"{name} is not the TLC zone lookup (expected a CSV with header {','.join(ZONE_LOOKUP_HEADER)}): "
+            f"it is {kind} (first bytes {head[:40]!r}, {size} bytes)",
             {"detected": kind, "first_bytes": repr(head[:64]), "bytes": size},
         )
+    problems = _zone_problems(rows[1:])
+    if problems:
+        raise IntegrityError(
+            INCOMPLETE_ZONE_LOOKUP,
+            f"{name} is not a complete TLC zone lookup ({len(rows) - 1} rows): {'; '.join(problems)}",
+            {"rows": len(rows) - 1, "problems": problems, "bytes": size},
+        )
     return len(rows) - 1
+
+
+def _zone_problems(rows: list[list[str]]) -> list[str]:
+    """What is wrong with the lookup's rows (line numbers count the header as line 1), at most a few of each."""
+    problems = []
+    cut = [f"line {n} has {len(row)} fields" for n, row in enumerate(rows, 2) if len(row) != len(ZONE_LOOKUP_HEADER)]
+    if cut:
+        problems.append(f"rows cut short or malformed ({', '.join(cut[:3])})")
+    ids = [row[0].strip() for row in rows if row]
+    not_ids = [i for i in ids if not i.isdigit()]
+    if not_ids:
+        problems.append(f"zone ids that are not numbers: {not_ids[:5]}")
+    numbers = [int(i) for i in ids if i.isdigit()]
+    repeated = sorted({i for i in numbers if numbers.count(i) > 1})
+    if repeated:
+        problems.append(f"zone ids repeated: {repeated[:10]}")
+    missing = sorted(set(range(1, ZONE_COUNT + 1)) - set(numbers))
+    if missing:
+        shown = f"{missing[:10]}" + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        problems.append(f"zone ids missing of 1-{ZONE_COUNT}: {shown}")
+    beyond = sorted(i for i in set(numbers) if not 1 <= i <= ZONE_COUNT)
+    if beyond:
+        problems.append(f"zone ids outside 1-{ZONE_COUNT}: {beyond[:10]}")
+    boroughs = sorted({row[1].strip() for row in rows if len(row) > 1} - BOROUGHS)
+    if boroughs:
+        problems.append(f"unknown boroughs: {boroughs[:5]}")
+    return problems

@@ -25,12 +25,21 @@ from taxi_anomaly.ingest.integrity import IntegrityError, check_official, check_
 from taxi_anomaly.ingest.layout import FileKeys, month_keys, zone_lookup_keys
 from taxi_anomaly.ingest.manifest import Manifest
 from taxi_anomaly.ingest.metadata import OfficialFile, OfficialMetadata
-from taxi_anomaly.ingest.quarantine import SCHEMA_MISMATCH, VALIDATION_FAILED, quarantine
-from taxi_anomaly.ingest.schema import NormalisationError
+from taxi_anomaly.ingest.quarantine import CHECK_CRASHED, SCHEMA_MISMATCH, VALIDATION_FAILED, quarantine
+from taxi_anomaly.ingest.schema import DROPPED_COLUMNS, NormalisationError
 from taxi_anomaly.ingest.settings import IngestSettings
 from taxi_anomaly.ingest.storage import ObjectStore
 from taxi_anomaly.ingest.validation import ValidationReport, validate_file
-from taxi_anomaly.tlc import TRIP_TYPES, YearMonth, check_trip_type, file_name, month_range, source_url, zone_lookup_url
+from taxi_anomaly.tlc import (
+    FIRST_MONTH,
+    TRIP_TYPES,
+    YearMonth,
+    check_trip_type,
+    file_name,
+    month_range,
+    source_url,
+    zone_lookup_url,
+)
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +95,9 @@ def ingest_month(
 ) -> IngestOutcome:
     """Bring one month of one trip type into the raw zone (see the module docstring for the steps).
 
-    Raises DownloadError when the source stays unreachable after every retry (nothing is written then).
+    Whatever the file holds, the result is an outcome naming the file and what is wrong with it. Raised are only
+    failures of the infrastructure, which a retry may cure: DownloadError when the source stays unreachable after
+    every retry, and object-store errors (nothing is left half-written then).
     """
     trip_type = check_trip_type(trip_type)
     month = month if isinstance(month, YearMonth) else YearMonth.parse(month)
@@ -101,18 +112,21 @@ def ingest_month(
         fetched = run.fetch(local, progress)
         if isinstance(fetched, IngestOutcome):
             return fetched
+        trailing = _trailing_rows(run, trip_type, month)
         try:
             facts = check_parquet(local, run.name)
             check_official(run.name, fetched.bytes, facts.rows, official)
-        except IntegrityError as err:
-            return run.quarantine(local, fetched, err.reason, str(err), err.details)
-        trailing = _trailing_rows(run, trip_type, month)
-        try:
             report = validate_file(
                 local, trip_type, month, settings, official.rows if official else None, trailing, run.name
             )
+        except IntegrityError as err:
+            return run.quarantine(local, fetched, err.reason, str(err), err.details)
         except NormalisationError as err:
             return run.quarantine(local, fetched, SCHEMA_MISMATCH, f"{run.name}: {err}", {})
+        except Exception as err:  # whatever a file does to a check, it ends as an outcome naming the file
+            log.exception("%s: a check raised", run.name)
+            message = f"{run.name}: the checks could not finish: {type(err).__name__}: {err}"
+            return run.quarantine(local, fetched, CHECK_CRASHED, message, {"error": repr(err)})
         if not report.passed:
             message = (
                 f"{run.name} failed {len(report.hard_failures)} hard expectation(s) of suite {report.suite}: "
@@ -328,6 +342,8 @@ def _trailing_rows(run: _Run, trip_type: str, month: YearMonth) -> list[int]:
     counts = []
     current = month
     for _ in range(run.settings.trailing_months):
+        if current == FIRST_MONTH:  # the months of 2009 have fewer months before them
+            break
         current = current.previous()
         official = _official(run.settings, trip_type, current)
         if official is not None:
@@ -342,15 +358,14 @@ def _trailing_rows(run: _Run, trip_type: str, month: YearMonth) -> list[int]:
 
 
 def _schema_warnings(normalisation: dict[str, Any] | None) -> tuple[str, ...]:
-    """Surprises worth a look: columns outside the canonical schema, spellings found only case-insensitively."""
+    """Surprises worth a look: columns outside the canonical schema, duplicate columns dropped, conversion notes."""
     if not normalisation:
         return ()
     warnings = list(normalisation.get("notes", []))
     if normalisation.get("extra"):
         warnings.append(f"columns outside the canonical schema (kept as they are): {', '.join(normalisation['extra'])}")
-    if normalisation.get("case_matched"):
-        names = ", ".join(normalisation["case_matched"])
-        warnings.append(f"columns matched only case-insensitively (add them to schema.RENAMES): {names}")
+    dropped = normalisation.get("dropped", {})
+    warnings += [f"column {name!r} dropped: {dropped[name]}" for name in dropped if name not in DROPPED_COLUMNS]
     return tuple(warnings)
 
 

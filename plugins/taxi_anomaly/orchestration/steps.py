@@ -11,6 +11,7 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from taxi_anomaly.ingest.integrity import INTEGRITY_REASONS
 from taxi_anomaly.orchestration.jobspec import SparkJob
 from taxi_anomaly.orchestration.promotion import POINTER, Decision, Evaluation, decide, pointer_document
 
@@ -18,20 +19,6 @@ if TYPE_CHECKING:
     from taxi_anomaly.orchestration.runtime import Runtime
 
 log = logging.getLogger(__name__)
-
-# Quarantine reasons of ingest_month, by the step that found them (docs/ingestion.md).
-INTEGRITY_REASONS = frozenset(
-    {
-        "empty_file",
-        "not_parquet",
-        "truncated_parquet",
-        "unreadable_footer",
-        "size_mismatch",
-        "row_count_mismatch",
-        "unexpected_content",
-    }
-)
-VALIDATION_REASONS = frozenset({"validation_failed", "schema_mismatch"})
 
 TABLES = ("window_features", "anomaly_scores")
 EVAL_SUFFIXES = {"candidate": "_candidate", "incumbent": "_incumbent"}
