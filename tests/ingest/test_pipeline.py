@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +17,7 @@ from taxi_anomaly.ingest.download import DownloadError
 from taxi_anomaly.ingest.layout import month_keys, zone_lookup_keys
 from taxi_anomaly.ingest.mirror import Fault, Mirror
 from taxi_anomaly.ingest.pipeline import IngestFailed, Status, ingest_month, ingest_zone_lookup
+from taxi_anomaly.ingest.schema import canonical_schema
 from taxi_anomaly.ingest.settings import IngestSettings
 from taxi_anomaly.ingest.storage import ObjectStore
 from taxi_anomaly.tlc import YearMonth, source_url
@@ -127,6 +129,25 @@ def test_the_first_months_of_2009_land_in_their_coordinate_era(settings, generat
     normalisation = outcome.manifest["normalisation"]
     assert normalisation["renamed"]["Trip_Pickup_DateTime"] == "tpep_pickup_datetime"
     assert any(w.startswith("coordinate era") for w in outcome.warnings)
+
+
+def test_a_csv_gz_month_lands_as_canonical_parquet_and_reruns_skip(settings, shifted_month, store, mirror):
+    month = YearMonth(2031, 9)
+    path = shifted_month(month)  # a real green month, moved to a month no listing knows
+    table = pq.read_table(path)
+    with gzip.open(path.with_suffix(".tmp"), "wb") as packed:
+        pacsv.write_csv(table, packed)
+    path.with_suffix(".tmp").replace(path)  # served under the .parquet name: content decides, not the name
+
+    outcome = ingest_month("green", month, settings)
+    assert outcome.status is Status.LANDED, outcome.message
+    manifest = outcome.manifest
+    assert manifest["source_format"] == "csv.gz" and manifest["rows"] == table.num_rows
+    assert manifest["sha256"] == sha256(path.read_bytes())  # of the download
+    landed = store.get_bytes(settings.raw_bucket, outcome.key)
+    assert landed[:4] == b"PAR1" and sha256(landed) == manifest["landed_sha256"]
+    assert pq.read_table(pa.BufferReader(landed)).schema.equals(canonical_schema("green"))
+    assert ingest_month("green", month, settings).status is Status.SKIPPED_UNCHANGED
 
 
 def test_text_in_a_column_no_expectation_reads_quarantines_before_landing(settings, shifted_month, store):

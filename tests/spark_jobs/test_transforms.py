@@ -75,6 +75,18 @@ def test_normalise_green_handles_name_drift_and_missing_columns(spark):
     assert row.is_airport is True  # DOLocationID 1 (Newark) and a fee
 
 
+def test_normalise_reads_spaced_and_snake_case_headers_as_the_ingest_maps_them(spark):
+    # yellow 2014 CSV headers (a space after each comma) and a snake_case export's zone ids.
+    raw = spark.createDataFrame(
+        [(ts("2014-03-01 00:10:00"), ts("2014-03-01 00:40:00"), 132, 138, 17.5, 52.0)],
+        "` pickup_datetime` TIMESTAMP_NTZ, ` dropoff_datetime` TIMESTAMP_NTZ, pickup_location_id INT, "
+        "dropoff_location_id INT, ` trip_distance` DOUBLE, ` fare_amount` DOUBLE",
+    )
+    row = normalise_trips(raw, "yellow").first()
+    assert (row.pu_location_id, row.do_location_id, row.trip_distance, row.fare_amount) == (132, 138, 17.5, 52.0)
+    assert row.trip_duration_s == 1800.0 and row.is_airport is True
+
+
 def test_normalise_rejects_a_file_without_pickup_time(spark):
     raw = spark.createDataFrame([(1, 2.0)], "VendorID INT, trip_distance DOUBLE")
     with pytest.raises(InputDataError, match=r"s3a://raw/x.parquet: no pickup timestamp column"):

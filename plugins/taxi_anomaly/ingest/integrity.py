@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,7 +49,12 @@ class ParquetFacts:
 
 def schema_fingerprint(schema: pa.Schema) -> str:
     """A short stable hash of the column names and types, in order (changes whenever the source schema does)."""
-    text = "\n".join(f"{f.name}:{f.type}" for f in schema)
+    return columns_fingerprint((f.name, str(f.type)) for f in schema)
+
+
+def columns_fingerprint(columns: Iterable[Sequence[str]]) -> str:
+    """schema_fingerprint of (name, type) pairs, e.g. a CSV header's."""
+    text = "\n".join(f"{name}:{kind}" for name, kind in columns)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

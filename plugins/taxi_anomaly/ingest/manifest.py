@@ -16,7 +16,8 @@ MANIFEST_VERSION = 1
 
 @dataclass
 class Manifest:
-    """One landed file. `bytes`/`sha256` are of the file exactly as downloaded (the raw zone keeps it unchanged)."""
+    """One landed file. `bytes`/`sha256` are of the file exactly as downloaded. A parquet source lands unchanged;
+    a CSV source (`source_format` csv or csv.gz) lands as canonical parquet, whose size and hash are `landed_*`."""
 
     file_name: str
     source_url: str
@@ -27,6 +28,9 @@ class Manifest:
     rows: int | None
     schema_fingerprint: str | None
     content_length: int | None = None
+    source_format: str = "parquet"
+    landed_bytes: int | None = None
+    landed_sha256: str | None = None
     etag: str | None = None
     last_modified: str | None = None
     trip_type: str | None = None

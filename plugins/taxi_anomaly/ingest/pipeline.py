@@ -4,13 +4,16 @@ Order of one run (nothing is written under the final key before every check has 
 1. skip if the month has landed before (manifest + object agree) and a HEAD of the source shows the same size
    and ETag, unless forced;
 2. stream the file to a local temp file (sha256 as it goes; retries on transient errors; 404/403 = not published);
-3. integrity: Content-Length, parquet magic at both ends, readable footer, official size and rows when known;
-4. Great Expectations suite of the trip type, chunk by chunk;
+3. integrity: Content-Length, parquet magic at both ends, readable footer, official size and rows when known; a
+   CSV or CSV.gz body (told by its content) is first converted to canonical parquet (csv_source.py), which is
+   what is checked, validated and landed;
+4. Great Expectations suite of the trip type, chunk by chunk, every column converted to the canonical schema;
 5. land: reports, then the data file, then the manifest (the manifest marks completion), or quarantine.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import tempfile
 from collections.abc import Iterator
@@ -20,12 +23,19 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from taxi_anomaly.ingest.csv_source import CsvError, SourceFormat, csv_to_canonical_parquet, sniff_format
 from taxi_anomaly.ingest.download import Downloaded, DownloadError, NotPublished, Progress, download, probe
-from taxi_anomaly.ingest.integrity import IntegrityError, check_official, check_parquet, check_zone_lookup
+from taxi_anomaly.ingest.integrity import (
+    IntegrityError,
+    check_official,
+    check_parquet,
+    check_zone_lookup,
+    columns_fingerprint,
+)
 from taxi_anomaly.ingest.layout import FileKeys, month_keys, zone_lookup_keys
 from taxi_anomaly.ingest.manifest import Manifest
 from taxi_anomaly.ingest.metadata import OfficialFile, OfficialMetadata
-from taxi_anomaly.ingest.quarantine import CHECK_CRASHED, SCHEMA_MISMATCH, VALIDATION_FAILED, quarantine
+from taxi_anomaly.ingest.quarantine import CHECK_CRASHED, SCHEMA_MISMATCH, UNREADABLE_CSV, VALIDATION_FAILED, quarantine
 from taxi_anomaly.ingest.schema import DROPPED_COLUMNS, NormalisationError
 from taxi_anomaly.ingest.settings import IngestSettings
 from taxi_anomaly.ingest.storage import ObjectStore
@@ -114,15 +124,25 @@ def ingest_month(
             return fetched
         trailing = _trailing_rows(run, trip_type, month)
         try:
-            facts = check_parquet(local, run.name)
+            source_format = sniff_format(local) or SourceFormat.PARQUET  # not parquet either: the check says what
+            landing = local
+            columns: list[list[str]] | None = None
+            if source_format is not SourceFormat.PARQUET:
+                landing = staging / f"canonical-{run.name}"
+                converted = csv_to_canonical_parquet(local, landing, trip_type, source_format, run.name)
+                columns = [[name, "text"] for name in converted.header]
+                official = None  # the TLC listing describes its parquet publication, not this CSV
+            facts = check_parquet(landing, run.name)
             check_official(run.name, fetched.bytes, facts.rows, official)
             report = validate_file(
-                local, trip_type, month, settings, official.rows if official else None, trailing, run.name
+                landing, trip_type, month, settings, official.rows if official else None, trailing, run.name
             )
         except IntegrityError as err:
             return run.quarantine(local, fetched, err.reason, str(err), err.details)
         except NormalisationError as err:
             return run.quarantine(local, fetched, SCHEMA_MISMATCH, f"{run.name}: {err}", {})
+        except CsvError as err:
+            return run.quarantine(local, fetched, UNREADABLE_CSV, str(err), {})
         except Exception as err:  # whatever a file does to a check, it ends as an outcome naming the file
             log.exception("%s: a check raised", run.name)
             message = f"{run.name}: the checks could not finish: {type(err).__name__}: {err}"
@@ -136,17 +156,28 @@ def ingest_month(
         manifest = run.manifest(
             fetched,
             rows=facts.rows,
-            schema_fingerprint=facts.schema_fingerprint,
+            schema_fingerprint=facts.schema_fingerprint if columns is None else columns_fingerprint(columns),
+            source_format=str(source_format),
+            landed_bytes=landing.stat().st_size if landing != local else None,
+            landed_sha256=_sha256(landing) if landing != local else None,
             trip_type=trip_type,
             month=str(month),
             row_groups=facts.row_groups,
             created_by=facts.created_by,
-            columns=[list(c) for c in facts.columns],
+            columns=columns if columns is not None else [list(c) for c in facts.columns],
             normalisation=report.normalisation,
             official=_official_summary(official),
             validation=_validation_summary(report, run.keys),
         )
-        return run.land(local, manifest, report)
+        return run.land(landing, manifest, report)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def ingest_months(
@@ -210,7 +241,8 @@ class _Run:
         if info is None or not self.store.exists(self.bucket, self.keys.manifest):
             return None
         manifest = Manifest.from_dict(self.store.get_json(self.bucket, self.keys.manifest))
-        if info.size != manifest.bytes or info.metadata.get("sha256", manifest.sha256) != manifest.sha256:
+        size, sha256 = manifest.landed_bytes or manifest.bytes, manifest.landed_sha256 or manifest.sha256
+        if info.size != size or info.metadata.get("sha256", sha256) != sha256:
             log.warning("%s: object and manifest disagree; ingesting again", self.keys.data)
             return None
         return manifest
@@ -307,7 +339,8 @@ class _Run:
         if report is not None:
             self.store.put_json(self.bucket, self.keys.validation_json, report.result)
             self.store.put_bytes(self.bucket, self.keys.validation_html, report.html.encode(), "text/html")
-        self.store.put_file(self.bucket, self.keys.data, local, content_type, metadata={"sha256": manifest.sha256})
+        sha256 = manifest.landed_sha256 or manifest.sha256
+        self.store.put_file(self.bucket, self.keys.data, local, content_type, metadata={"sha256": sha256})
         self.store.put_json(self.bucket, self.keys.manifest, manifest.to_dict())
         self.store.delete(self.bucket, *self.keys.quarantined)
         soft = tuple(f.summary for f in report.soft_failures) if report else ()

@@ -13,6 +13,7 @@ from taxi_anomaly.ingest.validation import ValidationReport
 
 VALIDATION_FAILED = "validation_failed"
 SCHEMA_MISMATCH = "schema_mismatch"
+UNREADABLE_CSV = "unreadable_csv"  # a CSV body that breaks off or has rows of the wrong width
 CHECK_CRASHED = "check_crashed"  # a check raised an error nobody foresaw: the file goes aside, the report says what
 
 

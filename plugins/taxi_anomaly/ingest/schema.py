@@ -6,7 +6,9 @@ name, then the same *folded* name (case, whitespace and the separators `_ - .` i
 `rate_code_id` and `"Trip_type "` match; listed in the report). When two source columns map to one canonical
 column, the one that holds values wins and the other is dropped and reported; if both hold values the file is
 refused. Canonical columns missing from a file are filled with nulls; columns that map to nothing are kept after
-the canonical ones and reported; only `DROPPED_COLUMNS` are dropped, each with its reason in the report.
+the canonical ones and reported; only `DROPPED_COLUMNS` and the index columns of spreadsheet exports are dropped,
+each with its reason in the report. Text (CSV) values are converted too: blanks are null, "1.0" is a whole number,
+spreadsheet times such as `01/01/2021 0:30` are read by `SPREADSHEET_TIME_FORMATS`.
 Timestamps become tz-naive New York local time, as the TLC publishes them. A canonical column whose source held
 values and lost every one of them in conversion is an error (`Normaliser.check_no_column_emptied`).
 """
@@ -173,6 +175,20 @@ RENAMES: dict[str, dict[str, str]] = {
 DROPPED_COLUMNS: dict[str, str] = {
     "__index_level_0__": "a pandas index written into some 2010 files by mistake; it carries no trip data",
 }
+# Index columns of spreadsheet and pandas exports: "Unnamed: 0", "Unnamed: 0.1" (a repeated one), or no name.
+_EXPORT_INDEX = re.compile(r"^\s*(Unnamed: \d+(\.\d+)*)?\s*$")
+EXPORT_INDEX_REASON = "an index column of a spreadsheet or pandas export (no name or 'Unnamed: N'); no trip data"
+# Text times: ISO (2021-01-01 00:30[:00]) as the TLC writes them; spreadsheet exports rewrite them as US dates
+# (01/01/2021 0:30), read by these formats in order when a column is not ISO.
+SPREADSHEET_TIME_FORMATS = ("%m/%d/%Y %H:%M", "%m/%d/%Y %H:%M:%S")
+
+
+def dropped_reason(name: str) -> str | None:
+    """Why a source column is dropped, or None (it is kept or mapped)."""
+    if name in DROPPED_COLUMNS:
+        return DROPPED_COLUMNS[name]
+    return EXPORT_INDEX_REASON if _EXPORT_INDEX.match(name) else None
+
 
 # Text codes -> today's codes (matched after trimming and upper-casing); None: null by rule. Integer columns:
 # digits are kept as codes, other unmapped text becomes null and is counted in the report. Text columns:
@@ -252,10 +268,10 @@ def canonical_name(trip_type: str, source: str) -> str | None:
 
 
 def candidates(source_schema: pa.Schema, trip_type: str) -> dict[str, list[str]]:
-    """Canonical column -> the source columns that map to it, in file order (DROPPED_COLUMNS left out)."""
+    """Canonical column -> the source columns that map to it, in file order (dropped columns left out)."""
     mapped: dict[str, list[str]] = defaultdict(list)
     for source in source_schema:
-        canonical = None if source.name in DROPPED_COLUMNS else canonical_name(trip_type, source.name)
+        canonical = None if dropped_reason(source.name) else canonical_name(trip_type, source.name)
         if canonical is not None:
             mapped[canonical].append(source.name)
     return dict(mapped)
@@ -270,6 +286,11 @@ def _filled(column: pa.Array | pa.ChunkedArray) -> int:
     if _is_text(column.type):
         return pc.sum(pc.greater(pc.binary_length(pc.utf8_trim_whitespace(column)), 0)).as_py() or 0
     return len(column) - column.null_count
+
+
+def _blank_to_null(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    trimmed = pc.utf8_trim_whitespace(column)
+    return pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, trimmed.type), trimmed)
 
 
 def _is_text(data_type: pa.DataType) -> bool:
@@ -318,6 +339,7 @@ class Normaliser:
         self._planned_notes: list[str] = []
         self._unmapped: dict[str, Counter] = defaultdict(Counter)
         self._tz_converted: set[str] = set()
+        self._spreadsheet_formats: dict[str, str] = {}
         self._values_in: Counter = Counter()  # canonical column -> values its source column held
         self._values_out: Counter = Counter()  # ... -> values after conversion (nulls set by a rule counted)
         self._plan(filled)
@@ -337,8 +359,8 @@ class Normaliser:
     def _plan(self, filled: Mapping[str, int] | None) -> None:
         report = self._report
         for source in self.source_schema:
-            if source.name in DROPPED_COLUMNS:
-                report.dropped[source.name] = DROPPED_COLUMNS[source.name]
+            if reason := dropped_reason(source.name):
+                report.dropped[source.name] = reason
             elif canonical_name(self.trip_type, source.name) is None:
                 self.extras.append(source.name)
         for canonical, names in candidates(self.source_schema, self.trip_type).items():
@@ -409,6 +431,10 @@ class Normaliser:
             f"{column}: time-zone-aware timestamps converted to {TIMEZONE} local time"
             for column in sorted(self._tz_converted)
         ]
+        notes += [
+            f"{column}: spreadsheet times read as {time_format!r} (not the TLC's ISO form)"
+            for column, time_format in sorted(self._spreadsheet_formats.items())
+        ]
         notes += self._planned_notes
         return NormalisationReport(**{**asdict(self._report), "notes": notes})
 
@@ -456,6 +482,8 @@ class Normaliser:
                 return self._map_codes(column, name, target, codes)
             if pa.types.is_timestamp(target):
                 return self._to_timestamp(column, name, target)
+            if _is_text(column.type) and (pa.types.is_integer(target) or pa.types.is_floating(target)):
+                return self._to_number(column, name, target)
             return column.cast(target, safe=True)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
             raise NormalisationError(
@@ -468,12 +496,37 @@ class Normaliser:
             self._tz_converted.add(name)
             column = pc.local_timestamp(column.cast(pa.timestamp(column.type.unit, TIMEZONE)))
         elif _is_text(column.type):
-            column = pc.utf8_trim_whitespace(column)
-            column = pc.if_else(pc.equal(column, ""), pa.scalar(None, column.type), column)
-            converted = column.cast(target, safe=True)
+            column = _blank_to_null(column)
+            try:
+                converted = column.cast(target, safe=True)
+            except pa.ArrowInvalid:
+                converted = self._spreadsheet_times(column, name, target)
             self._count(name, column, converted)
             return converted
         return column.cast(target, safe=True)
+
+    def _spreadsheet_times(self, column: pa.ChunkedArray, name: str, target: pa.DataType) -> pa.ChunkedArray:
+        """Times a spreadsheet rewrote (SPREADSHEET_TIME_FORMATS); raises ArrowInvalid if none fits every value."""
+        for time_format in SPREADSHEET_TIME_FORMATS:
+            try:
+                parsed = pc.strptime(column, format=time_format, unit=target.unit)
+            except pa.ArrowInvalid:
+                continue
+            self._spreadsheet_formats[name] = time_format
+            return parsed.cast(target)
+        return column.cast(target, safe=True)  # raises the error that names the first value that does not parse
+
+    def _to_number(self, column: pa.ChunkedArray, name: str, target: pa.DataType) -> pa.ChunkedArray:
+        """Text to a number: blanks are null; integer codes written as "1.0" are whole numbers, kept."""
+        column = _blank_to_null(column)
+        try:
+            converted = column.cast(target, safe=True)
+        except pa.ArrowInvalid:
+            if not pa.types.is_integer(target):
+                raise
+            converted = column.cast(pa.float64()).cast(target, safe=True)  # a fraction still fails, named
+        self._count(name, column, converted)
+        return converted
 
     def _count(self, name: str, source: pa.ChunkedArray, converted: pa.ChunkedArray, ruled_nulls: int = 0) -> None:
         """Values before and after a conversion that can lose some (text codes, text times)."""

@@ -1,0 +1,104 @@
+"""CSV and CSV.gz months: told by content, converted to canonical parquet, spreadsheet exports repaired by rule."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+
+from taxi_anomaly.ingest.csv_source import CsvError, SourceFormat, csv_to_canonical_parquet, sniff_format
+from taxi_anomaly.ingest.schema import EXPORT_INDEX_REASON, PICKUP_COLUMN, canonical_schema, normalise_table
+from taxi_anomaly.tlc import TRIP_TYPES
+
+
+def sample(tlc_data: Path, trip_type: str) -> Path:
+    return tlc_data / "samples" / f"{trip_type}_tripdata_2020-04_sample1000.csv"
+
+
+def gzipped(source: Path, dest: Path) -> Path:
+    with source.open("rb") as plain, gzip.open(dest, "wb") as packed:
+        shutil.copyfileobj(plain, packed)
+    return dest
+
+
+def test_formats_are_told_by_content_not_by_name(tlc_data: Path, tmp_path: Path):
+    misnamed = tmp_path / "yellow_tripdata_2020-04.parquet"
+    shutil.copy(sample(tlc_data, "yellow"), misnamed)
+    assert sniff_format(misnamed) is SourceFormat.CSV
+    assert sniff_format(gzipped(misnamed, tmp_path / "x.parquet")) is SourceFormat.CSV_GZ
+    assert sniff_format(tlc_data / "green_tripdata_2024-01.parquet") is SourceFormat.PARQUET
+    for bad in ("html_error_page_saved_as.csv.gz", "json_error_body_saved_as.csv", "git_lfs_pointer_saved_as.csv"):
+        assert sniff_format(tlc_data / "bad" / bad) is None, bad
+
+
+@pytest.mark.parametrize("trip_type", TRIP_TYPES)
+@pytest.mark.parametrize("packed", [False, True], ids=["csv", "csv.gz"])
+def test_real_csv_samples_become_canonical_parquet(tlc_data, tmp_path: Path, trip_type: str, packed: bool):
+    source = sample(tlc_data, trip_type)
+    if packed:
+        source = gzipped(source, tmp_path / "source.csv.gz")
+    dest = tmp_path / "canonical.parquet"
+    converted = csv_to_canonical_parquet(source, dest, trip_type, SourceFormat.CSV_GZ if packed else SourceFormat.CSV)
+    landed = pq.read_table(dest)
+    assert converted.rows == landed.num_rows == 1000
+    assert landed.schema.equals(canonical_schema(trip_type))
+    # The same values as pyarrow's own typed reading of the file, normalised.
+    expected, _ = normalise_table(pacsv.read_csv(sample(tlc_data, trip_type)), trip_type)
+    for name in (PICKUP_COLUMN[trip_type], "PULocationID"):
+        assert landed[name].to_pylist() == expected[name].to_pylist(), name
+
+
+def test_a_spreadsheet_export_is_repaired_by_its_stated_rules(tlc_data: Path, tmp_path: Path):
+    original = pacsv.read_csv(sample(tlc_data, "green"))
+    times = {
+        name: pc.strftime(original[name].cast(pa.timestamp("s")), "%m/%d/%Y %H:%M")
+        for name in ("lpep_pickup_datetime", "lpep_dropoff_datetime")
+    }
+    export = pa.table(
+        {
+            "Unnamed: 0": pa.array(range(1000)),
+            "Unnamed: 0.1": pa.array(range(1000)),
+            **{n: times.get(n, original[n]) for n in original.column_names},
+        }
+    )
+    path = tmp_path / "green_export.csv"
+    pacsv.write_csv(export, path)
+    converted = csv_to_canonical_parquet(path, tmp_path / "out.parquet", "green", SourceFormat.CSV)
+    landed = pq.read_table(tmp_path / "out.parquet")
+    assert converted.report.dropped == {"Unnamed: 0": EXPORT_INDEX_REASON, "Unnamed: 0.1": EXPORT_INDEX_REASON}
+    assert "lpep_pickup_datetime: spreadsheet times read as '%m/%d/%Y %H:%M' (not the TLC's ISO form)" in (
+        converted.report.notes
+    )
+    minutes = pc.floor_temporal(original["lpep_pickup_datetime"].cast(pa.timestamp("us")), unit="minute")
+    assert landed["lpep_pickup_datetime"].to_pylist() == minutes.to_pylist()
+
+
+def test_whole_numbers_written_with_a_decimal_point_are_codes(tmp_path: Path):
+    path = tmp_path / "yellow.csv"
+    path.write_text("VendorID,tpep_pickup_datetime,RatecodeID,passenger_count\n2,2014-01-01 00:10:00,1.0,\n")
+    csv_to_canonical_parquet(path, tmp_path / "out.parquet", "yellow", SourceFormat.CSV)
+    row = pq.read_table(tmp_path / "out.parquet").to_pylist()[0]
+    assert (row["VendorID"], row["RatecodeID"], row["passenger_count"]) == (2, 1, None)
+
+
+def test_a_row_cut_short_names_the_file(tlc_data: Path, tmp_path: Path):
+    text = sample(tlc_data, "fhv").read_text()
+    cut = tmp_path / "fhv_tripdata_2020-04.csv"
+    cut.write_text(text[: len(text) // 2].rsplit(",", 2)[0] + "\n")  # the last row loses its last fields
+    with pytest.raises(CsvError, match=r"fhv_tripdata_2020-04.csv: cannot be read as CSV after \d+ rows: .*columns"):
+        csv_to_canonical_parquet(cut, tmp_path / "out.parquet", "fhv", SourceFormat.CSV)
+
+
+def test_a_fraction_in_an_integer_column_names_the_column(tmp_path: Path):
+    from taxi_anomaly.ingest.schema import NormalisationError
+
+    path = tmp_path / "green.csv"
+    path.write_text("lpep_pickup_datetime,PULocationID\n2024-01-01 00:10:00,74.5\n")
+    with pytest.raises(NormalisationError, match=r"column 'PULocationID' \(string\) cannot become 'PULocationID'"):
+        csv_to_canonical_parquet(path, tmp_path / "out.parquet", "green", SourceFormat.CSV)
