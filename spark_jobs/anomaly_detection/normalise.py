@@ -5,6 +5,9 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from taxi_anomaly.ingest.schema import canonical_name, fold
+from taxi_anomaly.tlc import TRIP_TYPES
+
 # Airports in the zone lookup: Newark (1), JFK (132), LaGuardia (138).
 AIRPORT_ZONES = (1, 132, 138)
 
@@ -49,13 +52,19 @@ class InputDataError(ValueError):
     """Raw input that the job cannot use; the message names the file and the problem."""
 
 
-def _find(df: DataFrame, canonical: str) -> str | None:
-    by_lower = {c.lower(): c for c in df.columns}
-    return next((by_lower[name] for name in RAW_NAMES[canonical] if name in by_lower), None)
+def _find(df: DataFrame, canonical: str, trip_type: str) -> str | None:
+    """The raw column of a job field: a RAW_NAMES name up to case, whitespace and separators, else a column the
+    ingest normalisation maps to the same TLC column (snake_case zone ids, other spellings it knows)."""
+    by_folded = {fold(c): c for c in df.columns}
+    found = next((by_folded[fold(name)] for name in RAW_NAMES[canonical] if fold(name) in by_folded), None)
+    if found is None and trip_type in TRIP_TYPES:
+        wanted = {canonical_name(trip_type, name) for name in RAW_NAMES[canonical]} - {None}
+        found = next((c for c in df.columns if canonical_name(trip_type, c) in wanted), None)
+    return found
 
 
-def _col_or_null(df: DataFrame, canonical: str, dtype: str) -> Column:
-    name = _find(df, canonical)
+def _col_or_null(df: DataFrame, canonical: str, dtype: str, trip_type: str) -> Column:
+    name = _find(df, canonical, trip_type)
     # try_cast: a value that does not parse (text in a typed column, a malformed timestamp in an event) is
     # null, so the row is judged like any other missing value instead of failing the whole job or stream.
     return F.col(f"`{name}`").try_cast(dtype) if name else F.lit(None).cast(dtype)
@@ -64,22 +73,22 @@ def _col_or_null(df: DataFrame, canonical: str, dtype: str) -> Column:
 def normalise_trips(raw: DataFrame, trip_type: str, source: str = "input", keep: tuple[str, ...] = ()) -> DataFrame:
     """Project one raw monthly file onto CANONICAL_COLUMNS (after the `keep` columns, passed through as they
     are). Timestamps are tz-naive (TIMESTAMP_NTZ), as TLC's."""
-    if _find(raw, "pickup_at") is None:
+    if _find(raw, "pickup_at", trip_type) is None:
         raise InputDataError(f"{source}: no pickup timestamp column among {sorted(raw.columns)}")
-    pickup = _col_or_null(raw, "pickup_at", "timestamp_ntz")
-    dropoff = _col_or_null(raw, "dropoff_at", "timestamp_ntz")
-    pu = _col_or_null(raw, "pu_location_id", "int")
-    do = _col_or_null(raw, "do_location_id", "int")
+    pickup = _col_or_null(raw, "pickup_at", "timestamp_ntz", trip_type)
+    dropoff = _col_or_null(raw, "dropoff_at", "timestamp_ntz", trip_type)
+    pu = _col_or_null(raw, "pu_location_id", "int", trip_type)
+    do = _col_or_null(raw, "do_location_id", "int", trip_type)
     # fhvhv publishes trip_time (dropoff - pickup to the second, never null in the published files); using it
     # alone spares the window aggregation a scan of the dropoff column. The other types take the difference.
-    if _find(raw, "trip_time_s"):
-        duration = _col_or_null(raw, "trip_time_s", "double")
+    if _find(raw, "trip_time_s", trip_type):
+        duration = _col_or_null(raw, "trip_time_s", "double", trip_type)
     else:
         duration = (F.unix_timestamp(dropoff.cast("timestamp")) - F.unix_timestamp(pickup.cast("timestamp"))).cast(
             "double"
         )
-    airport_fee = _col_or_null(raw, "airport_fee", "double")
-    shared = _col_or_null(raw, "shared_match_flag", "string")
+    airport_fee = _col_or_null(raw, "airport_fee", "double", trip_type)
+    shared = _col_or_null(raw, "shared_match_flag", "string", trip_type)
     return raw.select(
         *[F.col(f"`{c}`") for c in keep],
         F.lit(trip_type).alias("trip_type"),
@@ -87,11 +96,11 @@ def normalise_trips(raw: DataFrame, trip_type: str, source: str = "input", keep:
         dropoff.alias("dropoff_at"),
         pu.alias("pu_location_id"),
         do.alias("do_location_id"),
-        _col_or_null(raw, "trip_distance", "double").alias("trip_distance"),
+        _col_or_null(raw, "trip_distance", "double", trip_type).alias("trip_distance"),
         duration.alias("trip_duration_s"),
-        _col_or_null(raw, "fare_amount", "double").alias("fare_amount"),
-        _col_or_null(raw, "driver_pay", "double").alias("driver_pay"),
-        _col_or_null(raw, "total_amount", "double").alias("total_amount"),
+        _col_or_null(raw, "fare_amount", "double", trip_type).alias("fare_amount"),
+        _col_or_null(raw, "driver_pay", "double", trip_type).alias("driver_pay"),
+        _col_or_null(raw, "total_amount", "double", trip_type).alias("total_amount"),
         (F.coalesce(airport_fee, F.lit(0.0)) > 0) | pu.isin(*AIRPORT_ZONES) | do.isin(*AIRPORT_ZONES),
         F.coalesce(shared == F.lit("Y"), F.lit(False)),
     ).toDF(*keep, *CANONICAL_COLUMNS)
