@@ -169,3 +169,54 @@ def test_a_file_without_rows_fails_hard_on_its_row_count(green: Path, settings: 
     report = validate_file(empty, "green", JANUARY, settings)
     assert report.rows == 0 and report.chunks == 1
     assert [f.expectation for f in report.hard_failures] == ["expect_table_row_count_to_be_between"]
+
+
+def gx_pandas_results(table: pa.Table, definition: dict, parameters: dict) -> list[dict]:
+    """The suite run by GX's own pandas engine on one frame: the reference for expectations.py's counts."""
+    import great_expectations as gx
+    from great_expectations.core.expectation_suite import ExpectationSuite
+
+    columns = [c.cast(pa.float64()) if pa.types.is_integer(c.type) else c for c in table.columns]
+    columns = [c.cast(pa.timestamp("ns")) if pa.types.is_timestamp(c.type) else c for c in columns]
+    frame = pa.Table.from_arrays(columns, names=table.column_names).to_pandas()
+    context = gx.get_context(mode="ephemeral")
+    batch = context.data_sources.add_pandas("reference").add_dataframe_asset("frame")
+    batch = batch.add_batch_definition_whole_dataframe("all").get_batch(batch_parameters={"dataframe": frame})
+    suite = context.suites.add(ExpectationSuite(name="reference", expectations=definition["expectations"]))
+    outcome = batch.validate(suite, expectation_parameters=parameters, result_format="SUMMARY")
+    return [r.to_json_dict() for r in outcome.results]
+
+
+def counted(results: list[dict]) -> dict[tuple, tuple]:
+    """Each expectation's success and counts, keyed by what identifies it in a suite (GX reorders results)."""
+    counts = {}
+    for r in results:
+        config, kwargs = r["expectation_config"], r["expectation_config"]["kwargs"]
+        key = (config["type"], kwargs.get("column"), config["severity"], kwargs.get("mostly"), kwargs.get("type_"))
+        values = ("element_count", "missing_count", "unexpected_count", "observed_value")
+        counts[key] = (r["success"], *[r["result"].get(k) for k in values])
+    assert len(counts) == len(results)
+    return counts
+
+
+@pytest.mark.parametrize("case", ["green 2024-01", "green 30% negative fares", "green as 2030-01", *TRIP_TYPES])
+def test_the_arrow_engine_counts_exactly_what_gx_pandas_counts(case, green, tlc_data, settings, tmp_path: Path):
+    from taxi_anomaly.ingest.schema import Normaliser
+    from taxi_anomaly.ingest.validation import _tables
+
+    trip_type, month, path = "green", JANUARY, green
+    if case == "green 30% negative fares":
+        path = with_negative_fares(green, tmp_path / "dirty.parquet", 0.30)
+    elif case == "green as 2030-01":
+        month = YearMonth(2030, 1)
+    elif case in TRIP_TYPES:
+        trip_type, month, path = case, YearMonth(2020, 4), tmp_path / f"{case}.parquet"
+        pq.write_table(pacsv.read_csv(tlc_data / "samples" / f"{case}_tripdata_2020-04_sample1000.csv"), path)
+    report = validate_file(path, trip_type, month, settings, official_rows=pq.ParquetFile(path).metadata.num_rows)
+    definition = load_suite_definition(settings.suites_dir, trip_type)
+    parquet = pq.ParquetFile(path)
+    (table,) = _tables(parquet, Normaliser.for_parquet(parquet, trip_type), definition, 10_000_000)
+    reference = gx_pandas_results(table, definition, report.parameters)
+    ours = report.result["results"]
+    assert counted(ours) == counted(reference)
+    assert any(not r["success"] for r in ours) == (case in ("green 30% negative fares", "green as 2030-01"))

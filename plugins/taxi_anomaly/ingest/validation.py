@@ -3,37 +3,35 @@
 A suite per trip type lives in include/great_expectations/expectations/{trip_type}.json (severity `critical` =
 hard: the file is quarantined; `warning` = soft: reported, the file lands). The file is read in chunks of
 `validation_batch_rows` rows, each normalised to the canonical schema (every column, so that a file that passes
-also normalises), the columns the suite uses are validated by GX and the per-chunk counts are summed, so that a
-20 M-row fhvhv month needs one chunk's memory. Month bounds and expected row counts are suite parameters.
+also normalises); the suite's expectations are counted on each chunk with pyarrow (expectations.py, GX's
+semantics) and the per-chunk counts summed, so that a 20 M-row fhvhv month needs one chunk's memory. The summed
+outcomes become one GX validation result, rendered as a GX Data Docs page. Month bounds and expected row counts
+are suite parameters.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from taxi_anomaly.ingest.expectations import PARTIAL_VALUES, Part, evaluate, resolve, supported
 from taxi_anomaly.ingest.schema import DROPOFF_COLUMN, PICKUP_COLUMN, Normaliser
 from taxi_anomaly.ingest.settings import IngestSettings
 from taxi_anomaly.tlc import YearMonth, check_trip_type
 
 if TYPE_CHECKING:
-    import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
 
 DURATION = "trip_duration_minutes"
 ROW_COUNT = ("expect_table_row_count_to_be_between",)
 EXISTS = "expect_column_to_exist"
-PARTIAL_VALUES = 20
-NS_RANGE = (datetime(1678, 1, 1), datetime(2261, 12, 31))
 
 
 @dataclass(frozen=True)
@@ -72,7 +70,11 @@ def load_suite_definition(suites_dir: Path, trip_type: str) -> dict:
     path = Path(suites_dir) / f"{check_trip_type(trip_type)}.json"
     if not path.is_file():
         raise FileNotFoundError(f"no expectation suite for {trip_type} at {path}")
-    return json.loads(path.read_text())
+    definition = json.loads(path.read_text())
+    unknown = sorted({e["type"] for e in definition["expectations"] if not supported(e["type"])})
+    if unknown:
+        raise ValueError(f"{path}: expectation type(s) {unknown} are not evaluated by expectations.py; add them there")
+    return definition
 
 
 def suite_parameters(
@@ -111,25 +113,22 @@ def validate_file(
 
     definition = load_suite_definition(settings.suites_dir, trip_type)
     parameters = suite_parameters(month, settings, official_rows, trailing_rows or [])
-    context = _context()
-    suite, order = _suite(context, definition)
+    expectations = [(e["type"], resolve(e["kwargs"], parameters)) for e in definition["expectations"]]
     parquet = pq.ParquetFile(path)
     rows = parquet.metadata.num_rows
     normaliser = Normaliser.for_parquet(parquet, trip_type)
 
-    merged: dict[str, _Merged] = {}
-    chunks = 0
-    try:
-        for frame in _frames(parquet, normaliser, definition, settings.validation_batch_rows):
-            result = _validate_frame(context, suite, frame, parameters)
-            for item in result.results:
-                merged.setdefault(item.expectation_config.id, _Merged()).add(item)
-            chunks += 1
-    finally:
-        context.suites.delete(suite.name)
+    merged = [_Merged(kind, kwargs) for kind, kwargs in expectations]
+    chunks = offset = 0
+    for table in _tables(parquet, normaliser, definition, settings.validation_batch_rows):
+        for (kind, kwargs), total in zip(expectations, merged, strict=True):
+            total.add(evaluate(kind, kwargs, table, offset))
+        offset += table.num_rows
+        chunks += 1
     normaliser.check_no_column_emptied(name or path.name)
 
-    results = [merged[expectation_id].result() for expectation_id in order]
+    configurations = _configurations(definition, parameters)
+    results = [total.result(config) for total, config in zip(merged, configurations, strict=True)]
     suite_result = _suite_result(definition["name"], results, parameters, name or path.name, rows, chunks)
     report = ValidationReport(definition["name"], name or path.name, rows, chunks, parameters)
     report.normalisation = normaliser.report.to_dict()
@@ -146,55 +145,26 @@ def validate_file(
     return report
 
 
-@cache
-def _context():  # noqa: ANN202 - a GX EphemeralDataContext; typed lazily to keep GX out of module import
+def _configurations(definition: dict, parameters: dict[str, Any]) -> list[Any]:
+    """The suite's GX expectation configurations with the run-time parameters filled in, in order."""
+    from great_expectations.core.expectation_suite import ExpectationSuite
+
     gx_logger = logging.getLogger("great_expectations")
     if gx_logger.level == logging.NOTSET:  # GX logs hundreds of INFO lines on import; keep task logs readable
         gx_logger.setLevel(logging.WARNING)
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import (
-        DataContextConfig,
-        InMemoryStoreBackendDefaults,
-        ProgressBarsConfig,
-    )
-
-    config = DataContextConfig(
-        analytics_enabled=False,
-        store_backend_defaults=InMemoryStoreBackendDefaults(),
-        progress_bars=ProgressBarsConfig(globally=False),
-    )
-    context = gx.get_context(mode="ephemeral", project_config=config)
-    context.data_sources.add_pandas("tlc").add_dataframe_asset("month").add_batch_definition_whole_dataframe("chunk")
-    return context
+    resolved = [{**e, "kwargs": resolve(e["kwargs"], parameters)} for e in definition["expectations"]]
+    suite = ExpectationSuite(name=definition["name"], expectations=resolved)
+    return [expectation.configuration for expectation in suite.expectations]
 
 
-def _suite(context: Any, definition: dict) -> tuple[Any, list[str]]:
-    """The GX suite (registered under a name unique to this run) and its expectation ids in order."""
-    from great_expectations.core.expectation_suite import ExpectationSuite
-
-    name = f"{definition['name']}-{uuid.uuid4().hex[:8]}"
-    suite = context.suites.add(ExpectationSuite(name=name, expectations=definition["expectations"]))
-    return suite, [e.id for e in suite.expectations]
-
-
-def _validate_frame(context: Any, suite: Any, frame: pd.DataFrame, parameters: dict[str, Any]) -> Any:
-    batch_definition = context.data_sources.get("tlc").get_asset("month").get_batch_definition("chunk")
-    batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
-    return batch.validate(suite, expectation_parameters=parameters, result_format="SUMMARY")
-
-
-def _frames(
-    parquet: pq.ParquetFile, normaliser: Normaliser, definition: dict, batch_rows: int
-) -> Iterator[pd.DataFrame]:
-    """pandas chunks of the canonical columns the suite uses, plus the derived trip duration."""
-    import pandas as pd
+def _tables(parquet: pq.ParquetFile, normaliser: Normaliser, definition: dict, batch_rows: int) -> Iterator[pa.Table]:
+    """Chunks of the canonical columns the suite uses, plus the derived trip duration."""
     import pyarrow as pa
 
     referenced = {e["kwargs"]["column"] for e in definition["expectations"] if "column" in e["kwargs"]}
     required = {e["kwargs"]["column"] for e in definition["expectations"] if e["type"] == EXISTS}
     pickup, dropoff = PICKUP_COLUMN[normaliser.trip_type], DROPOFF_COLUMN[normaliser.trip_type]
     canonical = [f.name for f in normaliser.target if f.name in referenced | {pickup, dropoff}]
-    offset = 0
     # Every column is converted, not only the suite's: a file that lands always normalises.
     for batch in _at_least_one(parquet.iter_batches(batch_size=batch_rows), parquet.schema_arrow):
         normalised = normaliser.apply(batch)
@@ -204,10 +174,7 @@ def _frames(
                 table = table.append_column(name, pa.nulls(table.num_rows, normaliser.target.field(name).type))
         if DURATION in referenced:
             table = table.append_column(DURATION, _duration_minutes(table, pickup, dropoff))
-        frame = _for_pandas(table).to_pandas()
-        frame.index = pd.RangeIndex(offset, offset + len(frame))
-        offset += len(frame)
-        yield frame
+        yield table
 
 
 def _at_least_one(batches: Iterator[pa.RecordBatch], schema: pa.Schema) -> Iterator[Any]:
@@ -218,28 +185,6 @@ def _at_least_one(batches: Iterator[pa.RecordBatch], schema: pa.Schema) -> Itera
         yield batch
     if empty:
         yield schema.empty_table()
-
-
-def _for_pandas(table: pa.Table) -> pa.Table:
-    """Types GX checks with vectorised pandas code: float64 for numbers (NaN = null), datetime64[ns] for times.
-
-    GX 1.x falls back to a Python call per value for nullable integers and non-ns datetimes (minutes per
-    million rows). Times beyond the datetime64[ns] range (years 1678-2261) are clamped to its ends, which
-    keeps them outside any month window.
-    """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    columns = []
-    for column in table.columns:
-        if pa.types.is_integer(column.type):
-            column = column.cast(pa.float64())
-        elif pa.types.is_timestamp(column.type) and column.type.unit != "ns":
-            low = pa.scalar(NS_RANGE[0], column.type)
-            high = pa.scalar(NS_RANGE[1], column.type)
-            column = pc.max_element_wise(pc.min_element_wise(column, high), low).cast(pa.timestamp("ns"))
-        columns.append(column)
-    return pa.Table.from_arrays(columns, names=table.column_names)
 
 
 def _duration_minutes(table: pa.Table, pickup: str, dropoff: str) -> pa.ChunkedArray:
@@ -253,54 +198,39 @@ def _duration_minutes(table: pa.Table, pickup: str, dropoff: str) -> pa.ChunkedA
 
 
 class _Merged:
-    """Sums one expectation's per-chunk GX results into one (exact for counts; partial lists are samples).
+    """Sums one expectation's per-chunk outcomes into one GX result (exact for counts; partial lists are samples).
 
     Per-value expectations: counts are summed and `mostly` is applied to the sums, as GX does on one frame.
     Row counts: the chunks' rows are summed and compared with the bounds. Others (existence, types): all chunks
     must pass.
     """
 
-    def __init__(self) -> None:
-        self.parts: list[Any] = []
+    def __init__(self, kind: str, kwargs: dict[str, Any]) -> None:
+        self.kind, self.kwargs = kind, kwargs
+        self.parts: list[Part] = []
 
-    def add(self, item: Any) -> None:
-        self.parts.append(item)
+    def add(self, part: Part) -> None:
+        self.parts.append(part)
 
-    def result(self) -> Any:
+    def result(self, config: Any) -> Any:
+        """The GX ExpectationValidationResult of the whole file, for the expectation's configuration."""
         from great_expectations.core import ExpectationValidationResult
 
         first = self.parts[0]
         failed = next((p for p in self.parts if p.exception_info.get("raised_exception")), None)
         if failed is not None:
-            return failed
-        if first.expectation_config.type in ROW_COUNT:
-            return self._row_count()
-        if len(self.parts) == 1 or "unexpected_count" not in first.result:
-            return ExpectationValidationResult(
-                success=all(p.success for p in self.parts),
-                expectation_config=first.expectation_config,
-                result=first.result,
-                exception_info=first.exception_info,
-            )
+            success, result, exception_info = False, {}, failed.exception_info
+        elif self.kind in ROW_COUNT:
+            rows = sum(p.result["observed_value"] for p in self.parts)
+            low, high = self.kwargs.get("min_value"), self.kwargs.get("max_value")
+            success = (low is None or rows >= low) and (high is None or rows <= high)
+            result, exception_info = {"observed_value": rows}, first.exception_info
+        elif "unexpected_count" not in first.result:
+            success, result, exception_info = all(p.success for p in self.parts), first.result, first.exception_info
+        else:
+            success, result, exception_info = self._mostly_success(), self._summed(), first.exception_info
         return ExpectationValidationResult(
-            success=self._mostly_success(),
-            expectation_config=first.expectation_config,
-            result=self._summed(),
-            exception_info=first.exception_info,
-        )
-
-    def _row_count(self) -> Any:
-        from great_expectations.core import ExpectationValidationResult
-
-        first = self.parts[0]
-        rows = sum(p.result["observed_value"] for p in self.parts)
-        low, high = first.expectation_config.kwargs.get("min_value"), first.expectation_config.kwargs.get("max_value")
-        inside = (low is None or rows >= low) and (high is None or rows <= high)
-        return ExpectationValidationResult(
-            success=inside,
-            expectation_config=first.expectation_config,
-            result={"observed_value": rows},
-            exception_info=first.exception_info,
+            success=success, expectation_config=config, result=result, exception_info=exception_info
         )
 
     def _counts(self) -> tuple[int, int, int]:
@@ -314,7 +244,7 @@ class _Merged:
         considered = elements - missing
         if considered == 0 or unexpected == 0:
             return True
-        mostly = self.parts[0].expectation_config.kwargs.get("mostly", 1.0)
+        mostly = self.kwargs.get("mostly", 1.0)
         return (considered - unexpected) / considered >= mostly
 
     def _summed(self) -> dict:
