@@ -102,3 +102,33 @@ def test_a_fraction_in_an_integer_column_names_the_column(tmp_path: Path):
     path.write_text("lpep_pickup_datetime,PULocationID\n2024-01-01 00:10:00,74.5\n")
     with pytest.raises(NormalisationError, match=r"column 'PULocationID' \(string\) cannot become 'PULocationID'"):
         csv_to_canonical_parquet(path, tmp_path / "out.parquet", "green", SourceFormat.CSV)
+
+
+REAL = Path(__file__).parent / "data" / "real"
+
+
+@pytest.mark.parametrize(
+    ("name", "trip_type", "rows", "first_pickup"),
+    [
+        ("yellow_tripdata_2009-01_pandas_export.csv", "yellow", 2, "2009-01-04 02:52:00"),
+        ("green_tripdata_2019-01_pandas_export.csv", "green", 22, "2018-12-21 15:17:29"),
+        ("fhv_tripdata_2015-02_pandas_export.csv", "fhv", 12, "2015-02-01 00:00:00"),
+    ],
+)
+def test_real_exports_of_older_eras_land_canonical(tmp_path: Path, name: str, trip_type: str, rows, first_pickup):
+    source = REAL / name
+    assert sniff_format(source) is SourceFormat.CSV
+    converted = csv_to_canonical_parquet(source, tmp_path / "out.parquet", trip_type, SourceFormat.CSV)
+    landed = pq.read_table(tmp_path / "out.parquet")
+    assert landed.schema.equals(canonical_schema(trip_type)) and converted.rows == landed.num_rows == rows
+    assert converted.report.dropped == {"": EXPORT_INDEX_REASON}  # the pandas index, no name
+    assert str(landed[PICKUP_COLUMN[trip_type]][0].as_py()) == first_pickup
+    assert converted.report.extra == []
+    if trip_type == "yellow":  # 2009: text codes and coordinates, no zone ids
+        assert landed["VendorID"].to_pylist() == [2, 2] and landed["payment_type"].to_pylist() == [2, 1]
+        assert landed["pickup_longitude"].to_pylist() == [-73.991957, -73.982102]
+        assert any(note.startswith("coordinate era") for note in converted.report.notes)
+    if trip_type == "green":
+        assert landed["RatecodeID"].to_pylist()[-2:] == [5, 4] and landed["trip_type"].to_pylist()[-2] == 2
+    if trip_type == "fhv":  # the first fhv months carry no zone ids: an empty column, not an error
+        assert landed["PULocationID"].null_count == rows and landed["dispatching_base_num"][0].as_py() == "B00013"
