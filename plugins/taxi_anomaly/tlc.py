@@ -66,13 +66,14 @@ def check_trip_type(trip_type: str) -> TripType:
     return trip_type  # type: ignore[return-value]
 
 
-def file_name(trip_type: str, month: YearMonth) -> str:
-    return f"{check_trip_type(trip_type)}_tripdata_{month}.parquet"
+def file_name(trip_type: str, month: YearMonth, suffix: str = ".parquet") -> str:
+    return f"{check_trip_type(trip_type)}_tripdata_{month}{suffix}"
 
 
-def source_url(base_url: str, trip_type: str, month: YearMonth) -> str:
-    """`{base_url}/trip-data/{trip_type}_tripdata_{YYYY-MM}.parquet`, as on the TLC's CDN."""
-    return f"{base_url.rstrip('/')}/trip-data/{file_name(trip_type, month)}"
+def source_url(base_url: str, trip_type: str, month: YearMonth, suffix: str = ".parquet") -> str:
+    """`{base_url}/trip-data/{trip_type}_tripdata_{YYYY-MM}.parquet`, as on the TLC's CDN (or another suffix,
+    e.g. `.csv.gz` on an archive of the CSV releases)."""
+    return f"{base_url.rstrip('/')}/trip-data/{file_name(trip_type, month, suffix)}"
 
 
 def zone_lookup_url(base_url: str) -> str:

@@ -150,6 +150,26 @@ def test_a_csv_gz_month_lands_as_canonical_parquet_and_reruns_skip(settings, shi
     assert ingest_month("green", month, settings).status is Status.SKIPPED_UNCHANGED
 
 
+def test_an_archive_of_csv_releases_is_asked_for_by_its_own_names(settings, shifted_month, mirror, store):
+    month = YearMonth(2031, 11)
+    path = shifted_month(month)
+    table = pq.read_table(path)
+    archived = path.with_name(f"green_tripdata_{month}.csv.gz")
+    with gzip.open(archived, "wb") as packed:
+        pacsv.write_csv(table, packed)
+    path.unlink()  # only the .csv.gz is served, as on an archive of the CSV releases
+    archive = settings.with_(source_suffixes=(".parquet", ".csv.gz", ".csv"))
+
+    outcome = ingest_month("green", month, archive)
+    assert outcome.status is Status.LANDED, outcome.message
+    assert outcome.manifest["source_url"].endswith("/trip-data/green_tripdata_2031-11.csv.gz")
+    assert outcome.manifest["source_format"] == "csv.gz" and outcome.key.endswith("green_tripdata_2031-11.parquet")
+    assert ingest_month("green", month, archive).status is Status.SKIPPED_UNCHANGED
+    missing = ingest_month("green", YearMonth(2031, 12), archive)
+    assert missing.status is Status.NOT_PUBLISHED
+    assert ".parquet" in missing.message and ".csv.gz" in missing.message and ".csv" in missing.message
+
+
 def test_text_in_a_column_no_expectation_reads_quarantines_before_landing(settings, shifted_month, store):
     month = YearMonth(2031, 5)
     path = shifted_month(month)

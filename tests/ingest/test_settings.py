@@ -54,3 +54,15 @@ def test_bad_values_are_refused_with_their_name(changes: dict, words: str):
 def test_endpoint_must_be_a_url():
     with pytest.raises(ValueError, match="127.0.0.1:9000"):
         S3Settings("127.0.0.1:9000")
+
+
+def test_source_suffixes_are_file_endings_and_come_from_the_connection_extra():
+    with pytest.raises(ValueError, match="source_suffixes must be file endings"):
+        IngestSettings(S3Settings("http://127.0.0.1:9"), metadata_dir=None, source_suffixes=("csv",))
+
+    class Connection:
+        host, port, schema, login, password = "127.0.0.1", 9000, "http", "user", "secret"
+        extra_dejson = {"source_suffixes": [".parquet", ".csv.gz"]}
+
+    settings = IngestSettings.from_connection(Connection(), metadata_dir=None)
+    assert settings.source_suffixes == (".parquet", ".csv.gz")

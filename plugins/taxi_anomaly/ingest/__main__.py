@@ -26,11 +26,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--key-prefix", default="", help="prefix of every key (ends with /)")
     parser.add_argument("--force", action="store_true", help="ingest again even if unchanged")
     parser.add_argument("--zones", action="store_true", help="also ingest the taxi zone lookup")
+    parser.add_argument(
+        "--source-suffixes",
+        default=".parquet",
+        help="file endings asked for in order, e.g. .parquet,.csv.gz,.csv for an archive of the CSV releases",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
     settings = IngestSettings(
-        S3Settings.from_env(), base_url=args.base_url, raw_bucket=args.raw_bucket, key_prefix=args.key_prefix
+        S3Settings.from_env(),
+        base_url=args.base_url,
+        raw_bucket=args.raw_bucket,
+        key_prefix=args.key_prefix,
+        source_suffixes=tuple(s.strip() for s in args.source_suffixes.split(",") if s.strip()),
     )
     store = ObjectStore(settings.s3)
     outcomes = [ingest_zone_lookup(settings, args.force, store=store)] if args.zones else []

@@ -113,7 +113,8 @@ def ingest_month(
     month = month if isinstance(month, YearMonth) else YearMonth.parse(month)
     store = store or ObjectStore(settings.s3)
     keys = month_keys(trip_type, month, settings.key_prefix)
-    run = _Run(store, settings, keys, source_url(settings.base_url, trip_type, month), force)
+    first, *others = (source_url(settings.base_url, trip_type, month, suffix) for suffix in settings.source_suffixes)
+    run = _Run(store, settings, keys, first, force, tuple(others))
     if not force and (skipped := run.skip_if_unchanged()):
         return skipped
     official = _official(settings, trip_type, month)
@@ -224,8 +225,9 @@ class _Run:
     store: ObjectStore
     settings: IngestSettings
     keys: FileKeys
-    url: str
+    url: str  # the source; after `fetch`, the one of `url` and `fallback_urls` that answered
     force: bool = False
+    fallback_urls: tuple[str, ...] = ()  # tried in order when the source answers 404/403
 
     @property
     def name(self) -> str:
@@ -252,7 +254,7 @@ class _Run:
         if previous is None:
             return None
         try:
-            remote = probe(self.url, self.settings)
+            remote = probe(previous.source_url, self.settings)  # where it came from (a fallback name maybe)
         except NotPublished as err:
             return self._skipped(previous, f"the source now answers HTTP {err.status}; keeping the landed copy")
         except DownloadError as err:
@@ -281,10 +283,17 @@ class _Run:
         )
 
     def fetch(self, local: Path, progress: Progress | None) -> Downloaded | IngestOutcome:
-        try:
-            fetched = download(self.url, local, self.settings, progress)
-        except NotPublished as err:
-            message = f"{self.name} is not published yet or does not exist: {err}"
+        missing: list[str] = []
+        for url in (self.url, *self.fallback_urls):
+            try:
+                fetched = download(url, local, self.settings, progress)
+            except NotPublished as err:
+                missing.append(str(err))
+                continue
+            self.url = url
+            break
+        else:
+            message = f"{self.name} is not published yet or does not exist: {'; '.join(missing)}"
             log.info(message)
             return IngestOutcome(Status.NOT_PUBLISHED, self.name, self.url, message)
         previous = None if self.force else self.landed_manifest()

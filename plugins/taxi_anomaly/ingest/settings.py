@@ -102,6 +102,9 @@ class IngestSettings:
     :param trailing_months: months before this one whose row counts bound the soft row-count check.
     :param trailing_row_ratio: allowed (low, high) ratio of this month's rows to the trailing months' mean.
     :param validation_batch_rows: rows per validated chunk; bounds memory on 20 M-row fhvhv months.
+    :param source_suffixes: file name endings asked for, in order; a 404/403 on one asks for the next. The TLC
+        serves `.parquet`; an archive of its CSV releases, e.g. `(".parquet", ".csv.gz", ".csv")`. What a file
+        is, is told by its content whatever its name.
     """
 
     s3: S3Settings
@@ -123,8 +126,11 @@ class IngestSettings:
     trailing_months: int = 3
     trailing_row_ratio: tuple[float, float] = (0.5, 1.5)
     validation_batch_rows: int = 1_000_000
+    source_suffixes: tuple[str, ...] = (".parquet",)
 
     def __post_init__(self) -> None:
+        if not self.source_suffixes or not all(s.startswith(".") for s in self.source_suffixes):
+            raise ValueError(f"source_suffixes must be file endings such as '.parquet', got {self.source_suffixes}")
         if self.max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
         if self.key_prefix and not self.key_prefix.endswith("/"):
@@ -139,10 +145,13 @@ class IngestSettings:
 
     @classmethod
     def from_connection(cls, conn: Any, **overrides: Any) -> IngestSettings:
-        """From the Airflow connection `tap_s3` (its extra names the raw bucket), plus any field overrides."""
+        """From the Airflow connection `tap_s3` (its extra may name `raw_bucket` and `source_suffixes`), plus any
+        field overrides."""
         extra = getattr(conn, "extra_dejson", None) or {}
         if "raw_bucket" in extra:
             overrides.setdefault("raw_bucket", extra["raw_bucket"])
+        if "source_suffixes" in extra:
+            overrides.setdefault("source_suffixes", tuple(extra["source_suffixes"]))
         return cls(s3=S3Settings.from_connection(conn), **overrides)
 
     def with_(self, **changes: Any) -> IngestSettings:
