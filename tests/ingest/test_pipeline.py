@@ -136,13 +136,16 @@ def test_a_csv_gz_month_lands_as_canonical_parquet_and_reruns_skip(settings, shi
     path = shifted_month(month)  # a real green month, moved to a month no listing knows
     table = pq.read_table(path)
     with gzip.open(path.with_suffix(".tmp"), "wb") as packed:
-        pacsv.write_csv(table, packed)
+        pacsv.write_csv(table.append_column("Unnamed: 0", pa.array(range(table.num_rows))), packed)
     path.with_suffix(".tmp").replace(path)  # served under the .parquet name: content decides, not the name
 
     outcome = ingest_month("green", month, settings)
     assert outcome.status is Status.LANDED, outcome.message
     manifest = outcome.manifest
     assert manifest["source_format"] == "csv.gz" and manifest["rows"] == table.num_rows
+    assert list(manifest["normalisation"]["dropped"]) == ["Unnamed: 0"]  # the conversion's report, kept
+    assert any("'Unnamed: 0' dropped" in warning for warning in outcome.warnings)
+    assert ["lpep_pickup_datetime", "text"] in manifest["columns"]
     assert manifest["sha256"] == sha256(path.read_bytes())  # of the download
     landed = store.get_bytes(settings.raw_bucket, outcome.key)
     assert landed[:4] == b"PAR1" and sha256(landed) == manifest["landed_sha256"]

@@ -128,10 +128,12 @@ def ingest_month(
             source_format = sniff_format(local) or SourceFormat.PARQUET  # not parquet either: the check says what
             landing = local
             columns: list[list[str]] | None = None
+            conversion: dict[str, Any] | None = None
             if source_format is not SourceFormat.PARQUET:
                 landing = staging / f"canonical-{run.name}"
                 converted = csv_to_canonical_parquet(local, landing, trip_type, source_format, run.name)
                 columns = [[name, "text"] for name in converted.header]
+                conversion = converted.report.to_dict()  # what was done to the source (the landed file is canonical)
                 official = None  # the TLC listing describes its parquet publication, not this CSV
             facts = check_parquet(landing, run.name)
             check_official(run.name, fetched.bytes, facts.rows, official)
@@ -166,7 +168,7 @@ def ingest_month(
             row_groups=facts.row_groups,
             created_by=facts.created_by,
             columns=columns if columns is not None else [list(c) for c in facts.columns],
-            normalisation=report.normalisation,
+            normalisation=conversion or report.normalisation,
             official=_official_summary(official),
             validation=_validation_summary(report, run.keys),
         )
