@@ -563,7 +563,8 @@ def normalise_table(table: pa.Table, trip_type: str) -> tuple[pa.Table, Normalis
 
 
 def normalise_file(source: Path, dest: Path, trip_type: str, batch_rows: int = 1_000_000) -> NormalisationReport:
-    """Write a canonical copy of a parquet file, batch by batch."""
+    """Write a canonical copy of a parquet file, batch by batch. Raises NormalisationError (after writing `dest`,
+    which the caller discards) if a column cannot be converted or was emptied."""
     parquet = pq.ParquetFile(source)
     normaliser = Normaliser.for_parquet(parquet, trip_type)
     schema = normaliser.apply(parquet.schema_arrow.empty_table()).schema
