@@ -171,18 +171,31 @@ def test_a_file_without_rows_fails_hard_on_its_row_count(green: Path, settings: 
     assert [f.expectation for f in report.hard_failures] == ["expect_table_row_count_to_be_between"]
 
 
-def gx_pandas_results(table: pa.Table, definition: dict, parameters: dict) -> list[dict]:
-    """The suite run by GX's own pandas engine on one frame: the reference for expectations.py's counts."""
+@pytest.fixture(scope="module")
+def gx_reference():
+    """GX's own pandas engine (one ephemeral context for the module): the reference for expectations.py's counts."""
     import great_expectations as gx
+
+    context = gx.get_context(mode="ephemeral")
+    context.data_sources.add_pandas("reference").add_dataframe_asset("frame").add_batch_definition_whole_dataframe(
+        "all"
+    )
+    return context
+
+
+def gx_pandas_results(context, table: pa.Table, definition: dict, parameters: dict) -> list[dict]:
+    """The suite run by GX's pandas engine on one frame (ints as float64, times as ns, as pandas holds them)."""
+    import uuid
+
     from great_expectations.core.expectation_suite import ExpectationSuite
 
     columns = [c.cast(pa.float64()) if pa.types.is_integer(c.type) else c for c in table.columns]
     columns = [c.cast(pa.timestamp("ns")) if pa.types.is_timestamp(c.type) else c for c in columns]
     frame = pa.Table.from_arrays(columns, names=table.column_names).to_pandas()
-    context = gx.get_context(mode="ephemeral")
-    batch = context.data_sources.add_pandas("reference").add_dataframe_asset("frame")
-    batch = batch.add_batch_definition_whole_dataframe("all").get_batch(batch_parameters={"dataframe": frame})
-    suite = context.suites.add(ExpectationSuite(name="reference", expectations=definition["expectations"]))
+    batch_definition = context.data_sources.get("reference").get_asset("frame").get_batch_definition("all")
+    batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
+    name = f"reference-{uuid.uuid4().hex[:8]}"
+    suite = context.suites.add(ExpectationSuite(name=name, expectations=definition["expectations"]))
     outcome = batch.validate(suite, expectation_parameters=parameters, result_format="SUMMARY")
     return [r.to_json_dict() for r in outcome.results]
 
@@ -200,7 +213,9 @@ def counted(results: list[dict]) -> dict[tuple, tuple]:
 
 
 @pytest.mark.parametrize("case", ["green 2024-01", "green 30% negative fares", "green as 2030-01", *TRIP_TYPES])
-def test_the_arrow_engine_counts_exactly_what_gx_pandas_counts(case, green, tlc_data, settings, tmp_path: Path):
+def test_the_arrow_engine_counts_exactly_what_gx_pandas_counts(
+    case, green, tlc_data, settings, gx_reference, tmp_path: Path
+):
     from taxi_anomaly.ingest.schema import Normaliser
     from taxi_anomaly.ingest.validation import _tables
 
@@ -216,7 +231,7 @@ def test_the_arrow_engine_counts_exactly_what_gx_pandas_counts(case, green, tlc_
     definition = load_suite_definition(settings.suites_dir, trip_type)
     parquet = pq.ParquetFile(path)
     (table,) = _tables(parquet, Normaliser.for_parquet(parquet, trip_type), definition, 10_000_000)
-    reference = gx_pandas_results(table, definition, report.parameters)
+    reference = gx_pandas_results(gx_reference, table, definition, report.parameters)
     ours = report.result["results"]
     assert counted(ours) == counted(reference)
     assert any(not r["success"] for r in ours) == (case in ("green 30% negative fares", "green as 2030-01"))
