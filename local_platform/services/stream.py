@@ -64,9 +64,17 @@ class StreamService(Service):
         wait_until(self.healthy, self.start_timeout, "streaming job", proc, self.log_file("stream-scoring"))
 
     def healthy(self) -> bool:
-        """Running and reporting: the status file was rewritten within the last 30 s, with both queries."""
-        try:
-            document = json.loads(self.status_file.read_text())
-        except (OSError, ValueError):
-            return False
-        return time.time() - float(document.get("updated_at", 0)) < 30 and len(document.get("queries", {})) == 2
+        """Running and reporting: the status file was rewritten within the last 30 s and every query the job
+        started (the job lists them all) has reported progress."""
+        return status_healthy(self.status_file)
+
+
+def status_healthy(status_file, max_age_s: float = 30.0) -> bool:
+    """A streaming job's status file is fresh and each of its queries has made progress."""
+    try:
+        document = json.loads(status_file.read_text())
+    except (OSError, ValueError):
+        return False
+    queries = document.get("queries") or {}
+    fresh = time.time() - float(document.get("updated_at", 0)) < max_age_s
+    return fresh and bool(queries) and all(queries.values())

@@ -111,3 +111,22 @@ def test_credentials_of_an_older_install_gain_the_new_secrets_and_keep_the_old(t
     assert upgraded.kafka_streaming_password and upgraded.kafka_streaming_password != first.kafka_streaming_password
     assert load_or_create(path) == upgraded, "the added secrets are stored, not generated again"
     assert path.stat().st_mode & 0o077 == 0
+
+
+def test_stream_status_is_healthy_when_fresh_and_every_query_reported(tmp_path):
+    import json
+    import time
+
+    from local_platform.services.stream import status_healthy
+
+    status = tmp_path / "status.json"
+    assert not status_healthy(status)  # no file yet
+    progress = {"batchId": 3}
+    for queries, age, healthy in [
+        ({"events": progress, "windows": progress, "sink": progress}, 1, True),  # the three queries of the job
+        ({"events": progress, "windows": progress, "sink": None}, 1, False),  # one has not reported yet
+        ({}, 1, False),
+        ({"events": progress}, 60, False),  # stale: the job stopped writing
+    ]:
+        status.write_text(json.dumps({"updated_at": time.time() - age, "queries": queries}))
+        assert status_healthy(status) is healthy, (queries, age)

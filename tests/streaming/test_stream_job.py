@@ -16,6 +16,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from anomaly_detection import tables
+from local_platform.services.stream import status_healthy
 from taxi_anomaly.streaming.replay import producer_for, read_table, replay
 from tests.streaming.scenario import TARGET, StreamScenario, wait_for
 
@@ -78,6 +79,7 @@ def scenario(platform, spark, tmp_path_factory):
         producer.produce(trips_topic, key=b"late-one", value=late)
         producer.flush(30)
         wait_for(run.caught_up, 600, "the stream job to process every message")
+        assert status_healthy(run.status), "the job's status file must read as healthy (what make stream-up waits for)"
         assert rest.failed == 0
         assert run.process is not None and run.process.poll() is None, "the job must survive the broker restart"
         # Hot reload: a newly promoted model scores the next windows, without a restart.
