@@ -17,7 +17,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from taxi_anomaly.ingest.integrity import PARQUET_MAGIC
-from taxi_anomaly.ingest.schema import NormalisationReport, Normaliser, candidates, filled_values
+from taxi_anomaly.ingest.schema import NormalisationReport, Normaliser, competing_columns, filled_values
 
 GZIP_MAGIC = b"\x1f\x8b"
 SNIFF_BYTES = 64 * 1024
@@ -143,7 +143,7 @@ def _competing_filled(
     source: Path, source_format: SourceFormat, header: tuple[str, ...], trip_type: str
 ) -> Counter | None:
     """Filled counts of columns that compete for one canonical column (one extra pass over those columns)."""
-    competing = [n for names in candidates(_text_schema(header), trip_type).values() if len(names) > 1 for n in names]
+    competing = competing_columns(_text_schema(header), trip_type)
     if not competing:
         return None
     filled: Counter = Counter()

@@ -277,6 +277,11 @@ def candidates(source_schema: pa.Schema, trip_type: str) -> dict[str, list[str]]
     return dict(mapped)
 
 
+def competing_columns(source_schema: pa.Schema, trip_type: str) -> list[str]:
+    """Source columns that share their canonical column with another one (resolved by content, see Normaliser)."""
+    return [n for names in candidates(source_schema, trip_type).values() if len(names) > 1 for n in names]
+
+
 def filled_values(data: pa.Table | pa.RecordBatch) -> Counter:
     """Values held per column: non-null and, for text, not blank."""
     return Counter({name: _filled(column) for name, column in zip(data.column_names, data.columns, strict=True)})
@@ -347,9 +352,7 @@ class Normaliser:
     @classmethod
     def for_parquet(cls, parquet: pq.ParquetFile, trip_type: str) -> Normaliser:
         """The plan of a parquet file; reads only the columns that compete for one canonical column, if any."""
-        competing = [
-            n for names in candidates(parquet.schema_arrow, trip_type).values() if len(names) > 1 for n in names
-        ]
+        competing = competing_columns(parquet.schema_arrow, trip_type)
         filled: Counter = Counter()
         if competing:
             for batch in parquet.iter_batches(columns=competing):
