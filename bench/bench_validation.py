@@ -5,7 +5,10 @@ fhvhv month holds 12-20 M) is written once; then, each in a fresh process so tha
 - floor: a bare pyarrow scan of every column, batch by batch, with a null count per column (what any check of
   every row must at least pay);
 - import: `import great_expectations` alone (what a task pays before validating);
-- validation: `validate_file` with the fhvhv suite, default settings (1 M-row chunks), imports included.
+- validation: `validate_file` with the fhvhv suite, default settings (1 M-row chunks), imports included (what the
+  ingest task pays per month; it must not import GX);
+- data docs: the Data Docs page rendered from that result JSON, GX import included (what the render_data_docs task
+  pays once per DAG run).
 
     PYTHONPATH=plugins:. .venv/bin/python -m bench.bench_validation [--rows 20000000]
 """
@@ -46,7 +49,20 @@ from taxi_anomaly.tlc import YearMonth
 settings = IngestSettings(S3Settings("http://127.0.0.1:9"), metadata_dir=None)
 report = validate_file(Path(sys.argv[1]), "fhvhv", YearMonth(2024, 3), settings)
 assert report.passed, report.describe_failures()
-print(time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, report.chunks)
+assert not any(m.startswith("great_expectations") for m in sys.modules), "validation imported GX"
+elapsed = time.perf_counter() - started
+import json
+Path(sys.argv[1]).with_suffix(".json").write_text(json.dumps(report.result))
+print(elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, report.chunks)
+"""
+RENDER = """
+import json, sys, time, resource
+from pathlib import Path
+started = time.perf_counter()
+from taxi_anomaly.ingest.data_docs import render_page
+page = render_page(json.loads(Path(sys.argv[1]).with_suffix(".json").read_text()))
+assert "tlc_fhvhv" in page
+print(time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
 
 
@@ -111,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         floor_s, floor_mib = run(FLOOR, path)
         import_s, import_mib = run(IMPORT, path)
         validate_s, validate_mib, chunks = run(VALIDATE, path)
+        render_s, render_mib = run(RENDER, path)
         results = {
             "rows": args.rows,
             "file_mib": round(path.stat().st_size / 2**20, 1),
@@ -123,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
             "validation_peak_mib": round(validate_mib),
             "validation_chunks": int(chunks),
             "validation_over_floor": round(validate_s / floor_s, 2),
+            "data_docs_s": round(render_s, 1),
+            "data_docs_peak_mib": round(render_mib),
             "load_average_before": round(load_before, 2),
             "cores": os.cpu_count(),
         }

@@ -40,13 +40,16 @@ Docs: `docs/orchestration.md`.
 """,
 )
 def tap_backfill():
+    plan = tasks.plan_backfill()
+    data_docs = tasks.render_data_docs(plan)  # once per run, after every month's validation
+
     @task_group(group_id="month")
     def month(target):
         checked = tasks.gx_validation(tasks.integrity_check(tasks.download(target)))
+        checked >> data_docs
         scored = tasks.spark_score(tasks.resolve_model(checked))
         return tasks.record_scored(tasks.trino_sanity(tasks.verify_tables(scored)))
 
-    plan = tasks.plan_backfill()
     tasks.zone_lookup() >> plan  # the borough granularity joins the zone lookup
     tasks.refresh_dashboards(month.expand(target=plan))
 

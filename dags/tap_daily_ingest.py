@@ -40,7 +40,9 @@ def tap_daily_ingest():
 
     plan = tasks.plan_daily()
     tasks.zone_lookup() >> plan  # the borough granularity joins the zone lookup
-    tasks.announce_landed(month.expand(target=plan))
+    validated = month.expand(target=plan)
+    tasks.announce_landed(validated)
+    validated >> tasks.render_data_docs(plan)
 
 
 tap_daily_ingest()

@@ -141,9 +141,9 @@ def test_no_cycles(dagbag):
 
 
 def chain(dag, first: str) -> list[str]:
-    """Task ids from `first` following the single downstream edge of each task."""
+    """Task ids from `first` following the single downstream edge of each task (the Data Docs side task aside)."""
     order = [first]
-    while downstream := sorted(dag.get_task(order[-1]).downstream_task_ids):
+    while downstream := sorted(dag.get_task(order[-1]).downstream_task_ids - {"render_data_docs"}):
         assert len(downstream) == 1, f"{order[-1]} fans out to {downstream}"
         order.append(downstream[0])
     return order
@@ -171,6 +171,15 @@ def test_the_pipeline_runs_its_steps_in_order(dagbag):
     downstream = {t.task_id: t.downstream_task_ids for t in retrain.tasks}
     assert downstream["model.train_candidate"] == {"model.score_incumbent", "model.evaluate_and_promote"}
     assert downstream["model.score_incumbent"] == {"model.evaluate_and_promote"}  # one Spark job at a time
+
+
+def test_data_docs_are_rendered_once_per_run_after_every_validation(dagbag):
+    """GX is imported by one task per run (render_data_docs), not by the mapped ingest tasks; it also runs when
+    a month was quarantined (its page is the readable report)."""
+    for dag_id in ("tap_backfill", "tap_daily_ingest"):
+        docs = dagbag.dags[dag_id].get_task("render_data_docs")
+        assert docs.upstream_task_ids == {"plan_months", "month.gx_validation"}, dag_id
+        assert docs.trigger_rule == "all_done"
 
 
 def test_every_dag_has_owner_tags_docs_and_bounded_runs(dagbag):

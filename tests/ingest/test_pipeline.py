@@ -13,6 +13,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
+from taxi_anomaly.ingest.data_docs import render_months
 from taxi_anomaly.ingest.download import DownloadError
 from taxi_anomaly.ingest.layout import month_keys, zone_lookup_keys
 from taxi_anomaly.ingest.mirror import Fault, Mirror
@@ -62,7 +63,10 @@ def test_real_month_lands_checked_and_validated(settings: IngestSettings, store:
 
     result = store.get_json(settings.raw_bucket, keys.validation_json)
     assert result["success"] is True and result["suite_name"] == "tlc_green"
-    assert b"<html" in store.get_bytes(settings.raw_bucket, keys.validation_html)
+    assert keys_under(store, settings) == sorted(set(keys.landed) - {keys.validation_html})
+    # The Data Docs page comes from the render_data_docs task (one GX import per run), from the JSON above.
+    assert render_months(store, settings, [("green", JANUARY)]) == [keys.validation_html]
+    assert b"tlc_green" in store.get_bytes(settings.raw_bucket, keys.validation_html)
     assert keys_under(store, settings) == sorted(keys.landed)
 
 
@@ -248,7 +252,10 @@ def test_hard_validation_failure_quarantines_with_the_gx_report(settings, mirror
     report = store.get_json(settings.raw_bucket, keys.quarantine_report)
     assert [f["column"] for f in report["failed_expectations"]] == ["lpep_pickup_datetime"]
     assert store.get_json(settings.raw_bucket, keys.quarantine_validation_json)["success"] is False
-    assert b"<html" in store.get_bytes(settings.raw_bucket, keys.quarantine_validation_html)
+    assert not store.exists(settings.raw_bucket, keys.quarantine_validation_html)
+    assert render_months(store, settings, [("green", month)]) == [keys.quarantine_validation_html]
+    page = store.get_bytes(settings.raw_bucket, keys.quarantine_validation_html)
+    assert b"tlc_green" in page and b"lpep_pickup_datetime" in page
     assert not store.exists(settings.raw_bucket, keys.data)
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -44,9 +47,36 @@ def test_real_month_passes_and_produces_gx_json_and_data_docs(green: Path, setti
     expectations = len(load_suite_definition(settings.suites_dir, "green")["expectations"])
     assert report.result["statistics"]["evaluated_expectations"] == expectations
     assert report.result["suite_name"] == "tlc_green"
-    json.dumps(report.result)  # stored as JSON as it is
-    assert "<html" in report.html and "tlc_green" in report.html and "green_tripdata_2024-01.parquet" in report.html
+    stored = json.loads(json.dumps(report.result))  # stored as JSON as it is
     assert report.normalisation["missing"][0] == "cbd_congestion_fee"  # then the coordinates of 2013-2016
+
+    # The JSON is GX's own: GX loads it (checking every configuration) and writes back the same document.
+    from taxi_anomaly.ingest.data_docs import gx_result, render_page
+
+    assert gx_result(stored).to_json_dict() == stored
+    html = render_page(stored)
+    assert "<html" in html and "tlc_green" in html and "green_tripdata_2024-01.parquet" in html
+
+
+def test_validation_does_not_import_great_expectations(green: Path):
+    """The per-month ingest task pays no GX import (11-14 s); the Data Docs task renders the pages once per run."""
+    script = f"""
+import sys
+from pathlib import Path
+from taxi_anomaly.ingest.settings import IngestSettings, S3Settings
+from taxi_anomaly.ingest.validation import validate_file
+from taxi_anomaly.tlc import YearMonth
+report = validate_file(Path({str(green)!r}), "green", YearMonth(2024, 1), IngestSettings(S3Settings("http://127.0.0.1:1")))
+assert report.passed, report.describe_failures()
+print(sorted(m for m in sys.modules if m.startswith("great_expectations")))
+"""
+    plugins = str(Path(__file__).resolve().parents[2] / "plugins")
+    env = {**os.environ, "PYTHONPATH": plugins}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 def test_chunked_validation_counts_exactly_what_one_pass_counts(green: Path, settings: IngestSettings):

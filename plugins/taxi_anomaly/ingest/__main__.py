@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 
+from taxi_anomaly.ingest.data_docs import render_months
 from taxi_anomaly.ingest.pipeline import Status, ingest_month, ingest_zone_lookup
 from taxi_anomaly.ingest.settings import IngestSettings, S3Settings
 from taxi_anomaly.ingest.storage import ObjectStore
@@ -47,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         outcomes.append(ingest_month(args.trip_type, month, settings, args.force, store=store))
     for outcome in outcomes:
         print(f"{outcome.status.value:18} {outcome.message}")
+    months = month_range(args.first, args.last or args.first)
+    for page in render_months(store, settings, [(args.trip_type, month) for month in months]):
+        print(f"{'data docs':18} s3://{settings.raw_bucket}/{page}")
     return 1 if any(o.status is Status.QUARANTINED for o in outcomes) else 0
 
 

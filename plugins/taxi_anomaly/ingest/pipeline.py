@@ -349,7 +349,7 @@ class _Run:
     ) -> IngestOutcome:
         if report is not None:
             self.store.put_json(self.bucket, self.keys.validation_json, report.result)
-            self.store.put_bytes(self.bucket, self.keys.validation_html, report.html.encode(), "text/html")
+            self.store.delete(self.bucket, self.keys.validation_html)  # a page of an earlier result; data_docs.py
         sha256 = manifest.landed_sha256 or manifest.sha256
         self.store.put_file(self.bucket, self.keys.data, local, content_type, metadata={"sha256": sha256})
         self.store.put_json(self.bucket, self.keys.manifest, manifest.to_dict())

@@ -69,6 +69,23 @@ def summarise_outcome(target: dict[str, str], outcome: Any) -> dict[str, Any]:
     }
 
 
+def render_data_docs(targets: list[dict[str, Any]]) -> dict[str, Any]:
+    """The GX Data Docs pages of the run's months (landed or quarantined), rendered in one process: GX is
+    imported once per run here instead of once per month in the ingest tasks."""
+    from taxi_anomaly.ingest.data_docs import render_months
+    from taxi_anomaly.orchestration.runtime import Runtime
+
+    by_sandbox: dict[tuple, list[dict[str, Any]]] = {}
+    for target in targets:
+        by_sandbox.setdefault((target.get("storage_prefix"), target.get("tlc_base_url")), []).append(target)
+    pages: list[str] = []
+    for group in by_sandbox.values():
+        runtime = Runtime.from_params(group[0])
+        months = [(t["trip_type"], t["month"]) for t in group]
+        pages += render_months(runtime.store, runtime.ingest_settings(), months)
+    return {"pages": pages}
+
+
 def ingest_zone_lookup(runtime: Runtime, force: bool = False) -> dict[str, Any]:
     from taxi_anomaly.ingest import ingest_zone_lookup as ingest_zones
 

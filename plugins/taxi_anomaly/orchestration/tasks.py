@@ -127,6 +127,14 @@ def gx_validation(summary: dict[str, Any]) -> dict[str, Any]:
     return {**summary, "gx": result}
 
 
+@task(task_id="render_data_docs", trigger_rule=TriggerRule.ALL_DONE, **policy("record"))
+def render_data_docs(targets: list[dict[str, Any]]) -> dict[str, Any]:
+    """GX Data Docs pages of every month of the run that was validated (landed or quarantined), once per run."""
+    from taxi_anomaly.orchestration import steps
+
+    return steps.render_data_docs(targets)
+
+
 @task(task_id="zone_lookup", **policy("download"))
 def zone_lookup(params: dict[str, Any] | None = None) -> dict[str, Any]:
     """The taxi zone lookup in the raw zone (the borough granularity joins it)."""
