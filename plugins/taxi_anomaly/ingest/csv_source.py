@@ -81,20 +81,68 @@ def csv_to_canonical_parquet(
 
     name = name or source.name
     header = _header(source, source_format, name)
+    beyond = _fields_beyond_header(source, source_format, header, name)
     normaliser = Normaliser(
-        _text_schema(header), trip_type, _competing_filled(source, source_format, header, trip_type)
+        _text_schema(header), trip_type, _competing_filled(source, source_format, header, trip_type, beyond)
     )
     schema = normaliser.apply(_text_schema(header).empty_table()).schema
     rows = 0
     try:
         with pq.ParquetWriter(dest, schema, compression="zstd") as writer:
-            for batch in _batches(source, source_format, header):
-                writer.write_table(normaliser.apply(batch))
+            for batch in _batches(source, source_format, header, beyond=beyond):
+                writer.write_table(normaliser.apply(_without_empty_beyond(batch, header, name, rows)))
                 rows += batch.num_rows
     except (pa.ArrowInvalid, EOFError, OSError) as err:
         raise CsvError(f"{name}: cannot be read as CSV after {rows} rows: {err}") from err
     normaliser.check_no_column_emptied(name)
-    return ConvertedCsv(rows, header, normaliser.report)
+    report = normaliser.report
+    if beyond:
+        report.notes.append(
+            f"every row has {beyond} empty field(s) after the header's {len(header)} names (as the green 2013-2014 "
+            "CSV releases): dropped"
+        )
+    return ConvertedCsv(rows, header, report)
+
+
+def _fields_beyond_header(source: Path, source_format: SourceFormat, header: tuple[str, ...], name: str) -> int:
+    """How many fields the first data row has beyond the header's names, if they are all empty; else 0.
+
+    The green 2013-2014 CSV releases name 20 columns and end every row with two empty fields; those rows are read
+    with placeholder names and the placeholders dropped once checked empty. Values there are an error.
+    """
+    opener = gzip.open if source_format is SourceFormat.CSV_GZ else open
+    with opener(source, "rb") as handle:
+        lines = io.TextIOWrapper(handle, encoding="utf-8-sig", newline="")
+        lines.readline()
+        first = next((line for line in lines if line.strip()), "")
+    fields = next(csv.reader([first]), [])
+    extra = fields[len(header) :]
+    if extra and any(value.strip() for value in extra):
+        raise CsvError(
+            f"{name}: the first row has {len(fields)} fields for {len(header)} column names, and the fields beyond "
+            f"the header hold values ({extra[:3]}): which column they belong to is unknown"
+        )
+    return len(extra)
+
+
+def _placeholders(count: int) -> list[str]:
+    return [f"_beyond_header_{i}" for i in range(1, count + 1)]
+
+
+def _without_empty_beyond(batch, header: tuple[str, ...], name: str, offset: int):  # noqa: ANN001, ANN202
+    """The batch without the placeholder columns, once checked empty (a value there is a CsvError)."""
+    import pyarrow.compute as pc
+
+    for column in batch.schema.names[len(header) :]:
+        values = pc.utf8_trim_whitespace(batch[column])
+        filled = pc.fill_null(pc.not_equal(values, ""), False)
+        if pc.any(filled).as_py():
+            row = offset + pc.index(filled, True).as_py() + 1
+            raise CsvError(
+                f"{name}: data row {row} has a value beyond the header's {len(header)} column names "
+                f"({batch[column][row - offset - 1].as_py()!r}): which column it belongs to is unknown"
+            )
+    return batch.select(list(header)) if batch.num_columns > len(header) else batch
 
 
 def _open(source: Path, source_format: SourceFormat):  # noqa: ANN202 - a pyarrow input stream
@@ -121,16 +169,28 @@ def _text_schema(header: tuple[str, ...]):  # noqa: ANN202 - a pyarrow schema
     return pa.schema([(n, pa.string()) for n in header])
 
 
-def _batches(source: Path, source_format: SourceFormat, header: tuple[str, ...], columns: list[str] | None = None):  # noqa: ANN202
-    """The CSV's record batches, every column as text (the Normaliser converts), blank lines skipped."""
+def _batches(  # noqa: ANN202
+    source: Path,
+    source_format: SourceFormat,
+    header: tuple[str, ...],
+    columns: list[str] | None = None,
+    beyond: int = 0,
+):
+    """The CSV's record batches, every column as text (the Normaliser converts), blank lines skipped.
+
+    `beyond`: empty fields every row has after the header's names, read as placeholder columns.
+    """
     import pyarrow.csv as pacsv
 
+    names = list(header) + _placeholders(beyond)
     reader = pacsv.open_csv(
         _open(source, source_format),
-        read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES, encoding="utf8"),
+        read_options=pacsv.ReadOptions(
+            block_size=BLOCK_BYTES, encoding="utf8", column_names=names if beyond else None, skip_rows=int(bool(beyond))
+        ),
         parse_options=pacsv.ParseOptions(newlines_in_values=False, ignore_empty_lines=True),
         convert_options=pacsv.ConvertOptions(
-            column_types={n: "string" for n in header},
+            column_types={n: "string" for n in names},
             strings_can_be_null=True,
             quoted_strings_can_be_null=True,
             include_columns=columns,
@@ -140,13 +200,13 @@ def _batches(source: Path, source_format: SourceFormat, header: tuple[str, ...],
 
 
 def _competing_filled(
-    source: Path, source_format: SourceFormat, header: tuple[str, ...], trip_type: str
+    source: Path, source_format: SourceFormat, header: tuple[str, ...], trip_type: str, beyond: int = 0
 ) -> Counter | None:
     """Filled counts of columns that compete for one canonical column (one extra pass over those columns)."""
     competing = competing_columns(_text_schema(header), trip_type)
     if not competing:
         return None
     filled: Counter = Counter()
-    for batch in _batches(source, source_format, header, competing):
+    for batch in _batches(source, source_format, header, competing, beyond):
         filled.update(filled_values(batch))
     return filled
