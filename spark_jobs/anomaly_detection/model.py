@@ -25,6 +25,9 @@ FEATURE_LABELS = {
 }
 SUMMARY_FEATURES = ("z_max_abs",)  # model inputs that summarise others; never given as an explanation
 TOP_FEATURES = 3
+# An explanation names a deviation only from this size on (and beyond the dead zone): "+0.0 sd" or "+0.4 sd" is no
+# reason (windows of a few trips have means that are not judged, so their deviations are exactly 0).
+EXPLAINED_MIN_SD = 1.0
 # Deviations up to this many robust sd count as noise for the forest (they become 0; larger ones lose this much).
 # Without it the forest ranked night windows with three or four 3-6 sd deviations above 15-60 sd incidents: a
 # new incident resembles the incidents of the history, so it is not isolated faster than the scatter of several
@@ -84,19 +87,30 @@ class TrainedModel:
     def explain(self, deviations: np.ndarray, flagged: np.ndarray, k: int = TOP_FEATURES) -> tuple[np.ndarray, list]:
         """For rows of deviations: per row the positions (in self.features) of the k features furthest from
         normal (largest |value|, most first, ties in feature order), and for flagged rows a sentence such as
-        "trip count below usual (-9.3 sd); fare per mile above usual (+2.1 sd)" (None for the others)."""
+        "trip count below usual (-9.3 sd); fare per mile above usual (+6.1 sd)" (None for the others)."""
         magnitude = np.abs(deviations)
         magnitude[:, [i for i, f in enumerate(self.features) if f in SUMMARY_FEATURES]] = -1.0  # not a reason
         order = np.argsort(-magnitude, axis=1, kind="stable")[:, :k]
         sentences: list[str | None] = [None] * len(deviations)
         for row in np.flatnonzero(flagged):
-            parts = []
-            for i in order[row]:
-                value = deviations[row, i]
-                label = FEATURE_LABELS.get(self.features[i], self.features[i])
-                parts.append(f"{label} {'above' if value > 0 else 'below'} usual ({value:+.1f} sd)")
-            sentences[row] = "; ".join(parts)
+            sentences[row] = self.sentence(deviations[row], order[row])
         return order, sentences
+
+    def sentence(self, deviations: np.ndarray, order: np.ndarray) -> str:
+        """The explanation of one flagged row: the deviations in `order` that matter (beyond the dead zone, and
+        at least EXPLAINED_MIN_SD), most first; the largest one alone if none does."""
+        limit = max(self.dead_zone, EXPLAINED_MIN_SD)
+        named = [i for i in order if abs(deviations[i]) >= limit] or [
+            i for i in order[:1] if abs(deviations[i]) >= EXPLAINED_MIN_SD
+        ]
+        if not named:
+            return f"no signal is {EXPLAINED_MIN_SD:g} sd or more from its seasonal usual"
+        parts = []
+        for i in named:
+            value = deviations[i]
+            label = FEATURE_LABELS.get(self.features[i], self.features[i])
+            parts.append(f"{label} {'above' if value > 0 else 'below'} usual ({value:+.1f} sd)")
+        return "; ".join(parts)
 
 
 @dataclass

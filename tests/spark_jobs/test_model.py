@@ -161,3 +161,20 @@ def test_seasonal_baseline_flags_a_count_far_from_its_slot_history():
     current.loc[20, "trips"] = 10
     flagged = seasonal_zscore_baseline(history, current)
     assert flagged == {current.loc[20, "bucket_start"].to_pydatetime()}
+
+
+def test_explanations_name_only_deviations_that_matter_with_the_right_direction():
+    model = train(normal_windows(2000), contamination=0.01, n_estimators=20)
+    features = list(model.features)
+    rows = np.zeros((4, len(features)))
+    rows[0, features.index("z_log_rate")] = -15.2  # an incident in one signal, the rest exactly usual
+    rows[1, features.index("z_log_rate")] = 9.0
+    rows[1, features.index("z_log_speed")] = -6.5
+    rows[1, features.index("z_pay_share")] = 2.0  # inside the dead zone: not a reason
+    rows[2, features.index("z_log_distance")] = 3.2  # nothing beyond the dead zone: the largest one alone
+    order, sentences = model.explain(rows, np.array([True, True, True, True]))
+    assert sentences[0] == "trip count below usual (-15.2 sd)"
+    assert sentences[1] == "trip count above usual (+9.0 sd); speed below usual (-6.5 sd)"
+    assert sentences[2] == "trip distance above usual (+3.2 sd)"
+    assert sentences[3] == "no signal is 1 sd or more from its seasonal usual"
+    assert not any("+0.0" in s or "-0.0" in s for s in sentences)
