@@ -15,9 +15,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from anomaly_detection.args import JobArgs
 from anomaly_detection.evaluation import Episode, Quality, evaluate, seasonal_zscore_baseline
 from anomaly_detection.job import score, train_bundle, window_table
+from taxi_anomaly.contract import AnomalyJob
 
 HISTORY = ("2024-01", "2024-02", "2024-03")
 TARGET = "2024-04"
@@ -54,9 +54,10 @@ def generate(out_dir: Path, trip_type: str, trips: int, seed: int, clean_history
     return [Episode(e.episode_id, e.type, e.start, e.end) for e in result.episodes if e.scope == "city"]
 
 
-def quality_job_args(data: Path, trip_type: str, granularity: str = "city", **options) -> JobArgs:
+def quality_job_args(data: Path, trip_type: str, granularity: str = "city", **options) -> AnomalyJob:
     """Train on HISTORY and score TARGET, all read from the flat folder `data` (models kept there too)."""
-    return JobArgs(
+    options.setdefault("run_id", "quality")
+    return AnomalyJob(
         trip_type=trip_type,
         granularity=granularity,
         mode="train-and-score",

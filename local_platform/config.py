@@ -59,7 +59,7 @@ class PlatformConfig:
     stream_granularity: str = "city"
     stream_namespace: str = "taxi"
     stream_key_prefix: str = "demo/"
-    stream_models_uri: str = "s3a://tap-models/demo/isolation-forest"
+    stream_models_uri: str = "s3a://tap-models/demo/registry"
 
     # Buckets created in MinIO by `make up`.
     raw_bucket: str = "tap-raw"

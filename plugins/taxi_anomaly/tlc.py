@@ -1,4 +1,4 @@
-"""TLC trip-record facts shared by every stage: trip types, months, source URLs and the raw-zone key layout."""
+"""TLC trip-record facts shared by every stage: trip types, months and source URLs (keys: taxi_anomaly.layout)."""
 
 from __future__ import annotations
 
@@ -78,15 +78,3 @@ def source_url(base_url: str, trip_type: str, month: YearMonth, suffix: str = ".
 
 def zone_lookup_url(base_url: str) -> str:
     return f"{base_url.rstrip('/')}/misc/taxi_zone_lookup.csv"
-
-
-def raw_key(trip_type: str, month: YearMonth) -> str:
-    """Key of a month's file in the raw bucket: tlc/{trip_type}/year=YYYY/month=MM/{file name}."""
-    return (
-        f"tlc/{check_trip_type(trip_type)}/year={month.year:04d}/month={month.month:02d}/{file_name(trip_type, month)}"
-    )
-
-
-def quarantine_key(trip_type: str, month: YearMonth) -> str:
-    """Where a file that failed validation goes, with its report beside it."""
-    return f"quarantine/{raw_key(trip_type, month)}"

@@ -1,4 +1,4 @@
-"""The anomaly-detection job: raw months -> windows -> features -> IsolationForest -> Iceberg tables."""
+"""The anomaly-detection job: raw months -> windows -> features -> a detector (include/models) -> Iceberg tables."""
 
 from __future__ import annotations
 
@@ -6,17 +6,24 @@ import logging
 import time
 from dataclasses import dataclass, field
 from functools import reduce
+from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from anomaly_detection import tables
-from anomaly_detection.args import JobArgs
+from anomaly_detection import hadoop_fs, tables
+from anomaly_detection.evaluation import calibration, judge
 from anomaly_detection.features import MODEL_FEATURES, build_features, seasonal_profile
-from anomaly_detection.model import ModelBundle, score_windows, train
+from anomaly_detection.model import ModelBundle, fit_detector, score_windows
 from anomaly_detection.normalise import read_month
 from anomaly_detection.registry import ModelRegistry
 from anomaly_detection.windows import aggregate_windows
+from taxi_anomaly import layout
+from taxi_anomaly.contract import AnomalyJob
+from taxi_anomaly.detectors import resolve_spec
+from taxi_anomaly.detectors.base import SCORE, WindowDetector
+from taxi_anomaly.synthetic.episodes import Episode
+from taxi_anomaly.synthetic.labels import Labels
 
 log = logging.getLogger("anomaly_detection")
 
@@ -32,20 +39,26 @@ class JobResult:
     windows_scored: int = 0
     anomalies: int = 0
     timings_s: dict[str, float] = field(default_factory=dict)
+    evaluations: list[dict[str, Any]] = field(default_factory=list)
 
 
-def read_trips(spark: SparkSession, args: JobArgs, months: tuple[str, ...]) -> DataFrame:
-    frames = [read_month(spark, args.raw_path(m), args.trip_type).withColumn("month", F.lit(m)) for m in months]
+def read_trips(spark: SparkSession, args: AnomalyJob, months: tuple[str, ...]) -> DataFrame:
+    frames = [
+        read_month(
+            spark, layout.raw_path(args.raw_uri, args.trip_type, m, args.input_layout), args.trip_type
+        ).withColumn("month", F.lit(m))
+        for m in months
+    ]
     return reduce(DataFrame.unionByName, frames)
 
 
-def read_zones(spark: SparkSession, args: JobArgs) -> DataFrame | None:
+def read_zones(spark: SparkSession, args: AnomalyJob) -> DataFrame | None:
     if not args.zones_uri:
         return None
     return spark.read.option("header", True).csv(args.zones_uri)
 
 
-def window_table(spark: SparkSession, args: JobArgs, months: tuple[str, ...]) -> DataFrame:
+def window_table(spark: SparkSession, args: AnomalyJob, months: tuple[str, ...]) -> DataFrame:
     """Windows of the months, in few partitions: the table is small, and the lags, joins, scoring and writes
     after it would otherwise run spark.sql.shuffle.partitions near-empty tasks each (measured: features of a
     month 27 s -> 10 s)."""
@@ -54,21 +67,25 @@ def window_table(spark: SparkSession, args: JobArgs, months: tuple[str, ...]) ->
     return windows.coalesce(spark.sparkContext.defaultParallelism)
 
 
-def train_bundle(spark: SparkSession, args: JobArgs) -> tuple[ModelBundle, int]:
-    """Windows of the training months -> seasonal profile -> features -> model (fit on the driver)."""
+def train_bundle(spark: SparkSession, args: AnomalyJob) -> tuple[ModelBundle, int]:
+    """Windows of the training months -> seasonal profile -> features -> the spec's detector, fitted."""
+    spec = resolve_spec(args.detector, args.granularity, args.detector_params)
     windows = window_table(spark, args, args.train_months).cache()
     windows.count()
     profile = seasonal_profile(windows).cache()
-    training = build_features(windows, profile).select(*MODEL_FEATURES).toPandas()
-    model = train(training, contamination=args.contamination, n_estimators=args.n_estimators)
-    bundle = ModelBundle(model=model, profile=profile.toPandas())
-    windows.unpersist()
-    profile.unpersist()
-    return bundle, len(training)
+    training = build_features(windows, profile).select(*MODEL_FEATURES).cache()
+    try:
+        detector = fit_detector(training, spec, MODEL_FEATURES)
+        bundle = ModelBundle(detector=detector, profile=profile.toPandas())
+    finally:
+        training.unpersist()
+        windows.unpersist()
+        profile.unpersist()
+    return bundle, detector.training_rows
 
 
 def window_features(
-    spark: SparkSession, args: JobArgs, bundle: ModelBundle, windows: DataFrame | None = None
+    spark: SparkSession, args: AnomalyJob, bundle: ModelBundle, windows: DataFrame | None = None
 ) -> DataFrame:
     """Feature rows of the score months against the bundle's seasonal profile. `windows`: their window table,
     if the caller has it (cached) already."""
@@ -79,7 +96,7 @@ def window_features(
 
 
 def score(
-    spark: SparkSession, args: JobArgs, bundle: ModelBundle, model_version: str, features: DataFrame | None = None
+    spark: SparkSession, args: AnomalyJob, bundle: ModelBundle, model_version: str, features: DataFrame | None = None
 ) -> DataFrame:
     """Rows of the anomaly_scores table. Only the columns that table keeps travel through scoring (every
     column beside the model inputs is queued next to each Arrow batch: measured 1.2 µs a window for the 42
@@ -91,8 +108,8 @@ def score(
 
 def scores_of(features: DataFrame, bundle: ModelBundle, model_version: str, run_id: str) -> DataFrame:
     """Score feature rows with the bundle's model: the anomaly_scores table's columns (batch and stream)."""
-    kept = [*tables.SCORES_FROM_FEATURES, *bundle.model.features]
-    scored = score_windows(features.select(*kept), bundle.model)
+    kept = [*tables.SCORES_FROM_FEATURES, *bundle.detector.features]
+    scored = score_windows(features.select(*kept), bundle.detector)
     return scored.select(
         "*",
         F.lit(model_version).alias("model_version"),
@@ -101,8 +118,85 @@ def scores_of(features: DataFrame, bundle: ModelBundle, model_version: str, run_
     )
 
 
-def main(spark: SparkSession, args: JobArgs) -> JobResult:
-    """Run the job; raises on any failure (the entry point turns that into a non-zero exit)."""
+def evaluate(
+    spark: SparkSession, args: AnomalyJob, detector: WindowDetector, scored: DataFrame, version: str
+) -> list[dict[str, Any]]:
+    """The model_evaluations rows of the scored months: calibration always, labelled quality where the month
+    has a labels file under args.labels_uri."""
+    quiet = F.col("z_max_abs") <= F.lit(float(detector.dead_zone))
+    per_month = scored.groupBy("month").agg(
+        F.count(F.lit(1)).alias("windows"),
+        F.sum(F.col("is_anomaly").cast("int")).alias("anomalies"),
+        F.sum(quiet.cast("int")).alias("quiet"),
+        F.percentile_approx(SCORE, [0.5, 0.9, 0.99], 1000).alias("q"),
+        F.collect_set("key").alias("keys"),
+    )
+    flagged = scored.where("is_anomaly").select("month", "key", "bucket_start").collect()
+    rows = []
+    for month in per_month.collect():
+        scores = dict(zip(("p50", "p90", "p99"), month["q"], strict=True))
+        row: dict[str, Any] = {
+            "model_version": version,
+            "family": detector.family,
+            "detector": detector.spec.name,
+            "trip_type": args.trip_type,
+            "granularity": str(args.granularity),
+            "month": month["month"],
+            "namespace": args.namespace,
+            "run_id": args.run_id,
+            "threshold": float(detector.threshold),
+            **calibration(
+                int(month["windows"]),
+                int(month["anomalies"] or 0),
+                detector.training_flagged_share,
+                scores,
+                int(month["quiet"] or 0),
+            ),
+            "labelled": False,
+        }
+        episodes = labelled_episodes(spark, args, month["month"])
+        if episodes is not None:
+            pairs = [(r["key"], r["bucket_start"]) for r in flagged if r["month"] == month["month"]]
+            quality = judge(pairs, episodes, args.granularity, month["keys"])
+            row.update(
+                labelled=True,
+                bucket_precision=quality.bucket_precision,
+                bucket_recall=quality.bucket_recall,
+                bucket_f1=quality.bucket_f1,
+                episodes=quality.episodes,
+                episodes_found=quality.episodes_found,
+                recall_by_type=quality.recall_by_type,
+            )
+        rows.append(row)
+    return rows
+
+
+def labelled_episodes(spark: SparkSession, args: AnomalyJob, month: str) -> list[Episode] | None:
+    """The month's labelled episodes, or None where no labels file exists."""
+    if not args.labels_uri:
+        return None
+    uri = layout.labels_path(args.labels_uri, args.trip_type, month)
+    if not hadoop_fs.exists(spark, uri):
+        return None
+    return Labels.from_json(hadoop_fs.read_bytes(spark, uri).decode()).episodes
+
+
+def write_evaluations(spark: SparkSession, args: AnomalyJob, rows: list[dict[str, Any]]) -> None:
+    schema = spark.table(tables.table_name(args.evaluations_in, tables.EVALUATIONS_TABLE)).schema
+    names = [f.name for f in schema.fields]
+    frame = spark.createDataFrame([tuple(r.get(n) for n in names) for r in rows], schema=schema)
+    frame = frame.withColumn("evaluated_at", F.current_timestamp())
+    tables.upsert(frame, args.evaluations_in, tables.EVALUATIONS_TABLE, EVALUATION_KEYS)
+
+
+EVALUATION_KEYS = ("model_version", "trip_type", "granularity", "month", "run_id")
+
+
+def main(spark: SparkSession, args: AnomalyJob) -> JobResult:
+    """Run the job; raises on any failure (the entry point turns that into a non-zero exit).
+
+    A version trained in train-and-score mode is saved once its score months are evaluated, with the evaluation
+    in its metadata; then the tables are written (features, scores, evaluations)."""
     spark.conf.set("spark.sql.session.timeZone", "UTC")  # wall-clock bucket arithmetic relies on it
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(ARROW_BATCH_ROWS))
     # Everything after the raw scan is small (at most ~400 k windows a month), and cached plans keep their
@@ -112,29 +206,23 @@ def main(spark: SparkSession, args: JobArgs) -> JobResult:
     registry = ModelRegistry(spark, args.models_uri)
     result = JobResult(model_version=args.model_version, run_id=args.run_id)
     clock = time.monotonic()
+    info: dict[str, Any] = {}
 
-    if args.mode in ("train", "train-and-score"):
+    if args.mode.trains:
         bundle, rows = train_bundle(spark, args)
-        result.model_version = registry.save(
-            bundle,
-            args.trip_type,
-            args.granularity,
-            {
-                "training_months": list(args.train_months),
-                "training_windows": rows,
-                "run_id": args.run_id,
-            },
-        )
+        info = {"training_months": list(args.train_months), "training_windows": rows, "run_id": args.run_id}
         result.timings_s["train"] = time.monotonic() - clock
-        log.info("trained model %s on %d windows", result.model_version, rows)
-    if args.mode == "train":
-        return result
-
-    if args.mode == "score":
+        log.info("trained %s on %d windows", bundle.detector.spec.name, rows)
+        if not args.mode.scores:
+            result.model_version = registry.save(bundle, args.trip_type, args.granularity, info)
+            return result
+        result.model_version = layout.new_version_name()
+    else:
         result.model_version = registry.resolve(args.trip_type, args.granularity, args.model_version)
         bundle, _meta = registry.load(args.trip_type, args.granularity, result.model_version)
 
     tables.ensure_tables(spark, args.namespace, tables.SERVED_TABLE_DDL)
+    tables.ensure_tables(spark, args.evaluations_in, {tables.EVALUATIONS_TABLE: tables.EVALUATIONS_DDL})
     if args.write_trips:
         trips = read_trips(spark, args, args.score_months)
         tables.replace_partitions(trips, args.namespace, tables.TRIPS_TABLE)
@@ -147,6 +235,10 @@ def main(spark: SparkSession, args: JobArgs) -> JobResult:
     features = window_features(spark, args, bundle, windows).cache()
     scored = score(spark, args, bundle, result.model_version, features).cache()
     try:
+        result.evaluations = evaluate(spark, args, bundle.detector, scored, result.model_version)
+        if args.mode.trains:
+            info["evaluations"] = result.evaluations
+            registry.save(bundle, args.trip_type, args.granularity, info, version=result.model_version)
         run_columns = [F.lit(args.run_id).alias("run_id"), F.current_timestamp().alias("computed_at")]
         tables.replace_partitions(features.select("*", *run_columns), args.namespace, tables.WINDOWS_TABLE)
         result.timings_s["features_and_write"] = time.monotonic() - started - result.timings_s["windows"]
@@ -154,12 +246,13 @@ def main(spark: SparkSession, args: JobArgs) -> JobResult:
         result.timings_s["scoring_and_write"] = (
             time.monotonic() - started - result.timings_s["windows"] - result.timings_s["features_and_write"]
         )
-        counts = scored.agg(F.count(F.lit(1)), F.sum(F.col("is_anomaly").cast("int"))).first()
+        write_evaluations(spark, args, result.evaluations)
     finally:
         scored.unpersist()
         features.unpersist()
         windows.unpersist()
-    result.windows_scored, result.anomalies = int(counts[0]), int(counts[1] or 0)
+    result.windows_scored = sum(e["windows"] for e in result.evaluations)
+    result.anomalies = sum(e["anomalies"] for e in result.evaluations)
     result.timings_s["total_after_training"] = time.monotonic() - started
     log.info(
         "scored %d windows, %d anomalous, model %s, run %s",

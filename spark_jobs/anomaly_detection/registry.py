@@ -1,8 +1,7 @@
 """Versioned model registry on any Hadoop filesystem (s3a://, hdfs://, file://) through Spark's JVM.
 
-Layout: {models_uri}/{trip_type}/{granularity}/{version}/model.pkl + metadata.json. A version directory is
-complete once metadata.json exists (written last); `latest` is the newest complete version. Versions are never
-overwritten: saving into an existing version fails.
+The layout (version directories, metadata.json written last, the promotion pointer) is taxi_anomaly.layout's.
+Versions are never overwritten: saving into an existing version fails.
 """
 
 from __future__ import annotations
@@ -10,13 +9,15 @@ from __future__ import annotations
 import json
 import pickle  # noqa: S403 - the registry is the platform's own bucket; models are only loaded from there
 import platform
-import uuid
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
+from typing import Any
 
 from pyspark.sql import SparkSession
 
+from anomaly_detection import hadoop_fs
 from anomaly_detection.model import ModelBundle
+from taxi_anomaly import layout
 
 LIBRARIES = ("scikit-learn", "numpy", "pandas", "pyarrow", "pyspark")
 
@@ -32,66 +33,49 @@ class ModelRegistry:
         self.spark = spark
         self.models_uri = models_uri.rstrip("/")
 
-    # Hadoop FileSystem plumbing ----------------------------------------------------------------------------
-    def _path(self, *parts: str):
-        jvm = self.spark.sparkContext._jvm
-        return jvm.org.apache.hadoop.fs.Path("/".join([self.models_uri, *parts]))
+    def uri(self, *parts: str) -> str:
+        return "/".join([self.models_uri, *parts])
 
-    def _fs(self, path):
-        return path.getFileSystem(self.spark.sparkContext._jsc.hadoopConfiguration())
-
-    def _write_bytes(self, data: bytes, *parts: str) -> None:
-        path = self._path(*parts)
-        stream = self._fs(path).create(path, False)  # overwrite=False: never replace an existing file
+    def _read(self, *parts: str) -> bytes:
         try:
-            stream.write(bytearray(data))
-        finally:
-            stream.close()
-
-    def _read_bytes(self, *parts: str) -> bytes:
-        path = self._path(*parts)
-        fs = self._fs(path)
-        if not fs.exists(path):
-            raise ModelRegistryError(f"{path.toString()} does not exist")
-        stream = fs.open(path)
-        try:  # a byte[] returned by a Java method arrives in Python as a bytearray (commons-io ships with Spark)
-            return bytes(self.spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toByteArray(stream))
-        finally:
-            stream.close()
+            return hadoop_fs.read_bytes(self.spark, self.uri(*parts))
+        except hadoop_fs.MissingFile as err:
+            raise ModelRegistryError(str(err)) from None
 
     # API ----------------------------------------------------------------------------------------------------
     def versions(self, trip_type: str, granularity: str) -> list[str]:
-        """Complete versions, oldest first (version names sort by creation time)."""
-        base = self._path(trip_type, granularity)
-        fs = self._fs(base)
-        if not fs.exists(base):
-            return []
-        names = [status.getPath().getName() for status in fs.listStatus(base) if status.isDirectory()]
-        return sorted(n for n in names if fs.exists(self._path(trip_type, granularity, n, "metadata.json")))
+        """Complete versions, oldest first."""
+        names = hadoop_fs.directories(self.spark, self.uri(trip_type, granularity))
+        present = [
+            f"{name}/{layout.METADATA_FILE}"
+            for name in names
+            if hadoop_fs.exists(self.spark, self.uri(trip_type, granularity, name, layout.METADATA_FILE))
+        ]
+        return layout.complete_versions(present)
 
-    def save(self, bundle: ModelBundle, trip_type: str, granularity: str, info: dict) -> str:
-        """Store a new version; returns its name (UTC timestamp + short random suffix)."""
-        version = f"v{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    def save(
+        self, bundle: ModelBundle, trip_type: str, granularity: str, info: dict[str, Any], version: str | None = None
+    ) -> str:
+        """Store a new version (model.pkl, the detector's artifacts, then metadata.json); returns its name."""
+        version = version or layout.new_version_name()
         parts = (trip_type, granularity, version)
-        if self._fs(self._path(*parts)).exists(self._path(*parts)):
+        if hadoop_fs.exists(self.spark, self.uri(*parts)):
             raise ModelRegistryError(f"model version {version} already exists")
-        model = bundle.model
-        self._write_bytes(pickle.dumps(bundle), *parts, "model.pkl")
+        detector = bundle.detector
+        hadoop_fs.write_bytes(self.spark, self.uri(*parts, layout.MODEL_FILE), pickle.dumps(bundle))
+        detector.save_artifacts(self.spark, self.uri(*parts, layout.ARTIFACTS_DIR))
         meta = {
             "version": version,
             "trip_type": trip_type,
             "granularity": granularity,
             "created_at": datetime.now(UTC).isoformat(),
-            "features": list(model.features),
-            "params": model.params,
-            "threshold": model.threshold,
-            "training_rows": model.training_rows,
-            "training_score_quantiles": model.training_score_quantiles,
+            **detector.metadata(),
             "libraries": {lib: importlib_metadata.version(lib) for lib in LIBRARIES},
             "python": platform.python_version(),
             **info,
         }
-        self._write_bytes(json.dumps(meta, indent=2, default=str).encode(), *parts, "metadata.json")
+        document = json.dumps(meta, indent=2, default=str).encode()
+        hadoop_fs.write_bytes(self.spark, self.uri(*parts, layout.METADATA_FILE), document)
         return version
 
     def resolve(self, trip_type: str, granularity: str, version: str = "latest") -> str:
@@ -108,19 +92,23 @@ class ModelRegistry:
 
     def promoted_version(self, trip_type: str, granularity: str) -> str:
         """The version the promotion pointer names (written by the retraining DAG, see orchestration.promotion)."""
-        from taxi_anomaly.orchestration.promotion import POINTER
-
         try:
-            document = json.loads(self._read_bytes(trip_type, granularity, POINTER))
+            document = json.loads(self._read(trip_type, granularity, layout.POINTER))
         except ModelRegistryError:
+            where = self.uri(trip_type, granularity, layout.POINTER)
             raise ModelRegistryError(
-                f"no promoted {trip_type}/{granularity} model ({self.models_uri}/{trip_type}/{granularity}/{POINTER}"
-                " is missing): run tap_weekly_retrain first"
+                f"no promoted {trip_type}/{granularity} model ({where} is missing): run tap_weekly_retrain first"
             ) from None
         return self.resolve(trip_type, granularity, str(document["version"]))
 
-    def load(self, trip_type: str, granularity: str, version: str = "latest") -> tuple[ModelBundle, dict]:
+    def metadata(self, trip_type: str, granularity: str, version: str) -> dict[str, Any]:
+        return dict(json.loads(self._read(trip_type, granularity, version, layout.METADATA_FILE)))
+
+    def load(self, trip_type: str, granularity: str, version: str = "latest") -> tuple[ModelBundle, dict[str, Any]]:
         resolved = self.resolve(trip_type, granularity, version)
-        meta = json.loads(self._read_bytes(trip_type, granularity, resolved, "metadata.json"))
-        bundle = pickle.loads(self._read_bytes(trip_type, granularity, resolved, "model.pkl"))  # noqa: S301
+        meta = self.metadata(trip_type, granularity, resolved)
+        bundle = pickle.loads(self._read(trip_type, granularity, resolved, layout.MODEL_FILE))  # noqa: S301
+        if not isinstance(bundle, ModelBundle):
+            raise ModelRegistryError(f"{self.uri(trip_type, granularity, resolved)} holds no model bundle")
+        bundle.detector.load_artifacts(self.spark, self.uri(trip_type, granularity, resolved, layout.ARTIFACTS_DIR))
         return bundle, meta

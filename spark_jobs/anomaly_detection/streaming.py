@@ -415,7 +415,7 @@ class StreamingJob:
             scored = scores_of(features, bundle, version, f"stream:{batch_id}").withColumns(
                 {
                     "window_closed_at": F.current_timestamp(),
-                    "threshold": F.lit(bundle.model.threshold),
+                    "threshold": F.lit(bundle.detector.threshold),
                     "batch_id": F.lit(batch_id).cast("long"),
                 }
             )

@@ -10,11 +10,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-CATALOG = "iceberg"
-
-TRIPS_TABLE = "trips_normalised"
-WINDOWS_TABLE = "window_features"
-SCORES_TABLE = "anomaly_scores"
+from taxi_anomaly.layout import CATALOG, EVALUATIONS_TABLE, SCORES_TABLE, TRIPS_TABLE, WINDOWS_TABLE
 
 TABLE_DDL = {
     TRIPS_TABLE: """
@@ -54,7 +50,7 @@ TABLE_DDL = {
         trip_type STRING NOT NULL, granularity STRING NOT NULL, month STRING NOT NULL,
         key STRING NOT NULL, bucket_start TIMESTAMP_NTZ NOT NULL,
         trips BIGINT, fare_mean DOUBLE, distance_mean DOUBLE, driver_pay_total DOUBLE,
-        anomaly_score DOUBLE COMMENT 'higher = more anomalous (negated IsolationForest score_samples)',
+        anomaly_score DOUBLE COMMENT 'higher = more anomalous (the detector family''s score)',
         is_anomaly BOOLEAN COMMENT 'anomaly_score above the model threshold',
         top_features ARRAY<STRING> COMMENT 'features furthest from normal, most first',
         explanation STRING COMMENT 'why the window was flagged (flagged windows only)',
@@ -73,10 +69,27 @@ SCORES_FROM_FEATURES = (
     "distance_mean",
     "driver_pay_total",
 )
+# One row per model version, month and run: how the version did on a month it scored (written by score runs).
+EVALUATIONS_DDL = """
+    model_version STRING NOT NULL, family STRING, detector STRING COMMENT 'the model spec (include/models)',
+    trip_type STRING NOT NULL, granularity STRING NOT NULL, month STRING NOT NULL,
+    namespace STRING COMMENT 'where the scores were written', run_id STRING NOT NULL, evaluated_at TIMESTAMP,
+    windows BIGINT, anomalies BIGINT, flagged_share DOUBLE,
+    expected_share DOUBLE COMMENT 'share of its training windows the version flags',
+    calibration_error DOUBLE COMMENT '|flagged_share - expected_share|',
+    score_p50 DOUBLE, score_p90 DOUBLE, score_p99 DOUBLE, threshold DOUBLE,
+    dead_zone_share DOUBLE COMMENT 'windows with every deviation inside the dead zone',
+    labelled BOOLEAN COMMENT 'the month has labelled episodes; the fields below are set',
+    bucket_precision DOUBLE COMMENT '(key, 30-minute bucket) pairs: flagged and under an episode / flagged',
+    bucket_recall DOUBLE, bucket_f1 DOUBLE, episodes INT, episodes_found INT,
+    recall_by_type MAP<STRING, DOUBLE> COMMENT 'share of the episodes of each type that were found'
+"""
+TABLE_DDL[EVALUATIONS_TABLE] = EVALUATIONS_DDL
 PARTITIONS = {
     TRIPS_TABLE: "trip_type, month",
     WINDOWS_TABLE: "trip_type, granularity, month",
     SCORES_TABLE: "trip_type, granularity, month",
+    EVALUATIONS_TABLE: "trip_type, granularity",
 }
 
 
@@ -138,6 +151,17 @@ def drop_namespace(spark: SparkSession, namespace: str) -> None:
     for row in spark.sql(f"SHOW TABLES IN {CATALOG}.{namespace}").collect():
         spark.sql(f"DROP TABLE IF EXISTS {table_name(namespace, row.tableName)} PURGE")
     spark.sql(f"DROP NAMESPACE IF EXISTS {CATALOG}.{namespace}")
+
+
+def upsert(df: DataFrame, namespace: str, table: str, keys: tuple[str, ...]) -> None:
+    """Insert df's rows, replacing rows with the same keys (one commit: a rerun leaves one row per key)."""
+    target = table_name(namespace, table)
+    view = f"_upsert_{table}"
+    df.createOrReplaceTempView(view)
+    on = " AND ".join(f"t.{k} = s.{k}" for k in keys)
+    df.sparkSession.sql(
+        f"MERGE INTO {target} t USING {view} s ON {on} WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"
+    )
 
 
 def replace_partitions(df: DataFrame, namespace: str, table: str) -> None:

@@ -11,8 +11,12 @@ from types import SimpleNamespace
 
 import pytest
 
+from taxi_anomaly import layout
+from taxi_anomaly.contract import AnomalyJob, ContractError
 from taxi_anomaly.orchestration import months, promotion, steps
-from taxi_anomaly.orchestration.jobspec import Locations, SparkJob, job_arguments, template_params
+from taxi_anomaly.orchestration.locations import Locations
+from taxi_anomaly.orchestration.params import Sandbox
+from taxi_anomaly.orchestration.payloads import MonthRun, Retraining
 
 S3_EXTRA = {
     "endpoint_url": "http://127.0.0.1:9000",
@@ -42,97 +46,78 @@ def airflow_connections(monkeypatch, airflow_home):
     monkeypatch.delenv("AIRFLOW_VAR_TAP_PLATFORM", raising=False)
 
 
-def jobs() -> list[SparkJob]:
+def jobs() -> list[AnomalyJob]:
     where = Locations(prefix="t_demo/")
     return [
-        SparkJob.build(
-            where,
+        where.job(
             trip_type="green",
             granularity="city",
             mode="score",
             score_months=["2024-01"],
-            train_months=[],
             namespace="taxi",
             run_id="manual__2026-01-05T06:00:00+00:00",
             model_version="v20260105T060000-1a2b3c",
         ),
-        SparkJob.build(
-            where,
+        where.job(
             trip_type="fhvhv",
             granularity="borough",
             mode="train-and-score",
             score_months=["2025-03"],
             train_months=["2025-02", "2025-01", "2025-02"],
             namespace="t_x_candidate",
+            evaluations_namespace="t_x",
             run_id="scheduled__2026-01-05T03:00:00+00:00",
-            contamination=0.01,
-            n_estimators=50,
+            detector="kmeans",
+            detector_params={"k": 4, "threshold_rule": "tail", "threshold_value": 1.5},
         ),
     ]
 
 
-@pytest.mark.parametrize("job", jobs(), ids=lambda j: j.mode)
+@pytest.mark.parametrize("job", jobs(), ids=lambda j: str(j.mode))
 def test_job_arguments_parse_into_the_same_job(job):
-    """The Spark job's own argument parser reads back exactly the job described."""
-    from anomaly_detection.args import parse_args
-
-    parsed = parse_args(job_arguments(job))
-    assert (parsed.trip_type, parsed.granularity, parsed.mode) == (job.trip_type, job.granularity, job.mode)
-    assert parsed.score_months == job.score_months and parsed.train_months == job.train_months
-    assert (parsed.raw_uri, parsed.models_uri, parsed.namespace) == (job.raw_uri, job.models_uri, job.namespace)
-    assert (parsed.model_version, parsed.contamination, parsed.n_estimators) == (
-        job.model_version,
-        job.contamination,
-        job.n_estimators,
-    )
-    assert parsed.run_id == job.run_id and parsed.zones_uri == job.zones_uri
+    """The Spark job's own argument parser reads back exactly the job described (the contract's round trip)."""
+    parsed = AnomalyJob.from_argv(job.to_argv())
+    assert parsed == job
+    assert parsed.train_months == tuple(sorted(set(parsed.train_months)))
 
 
-def test_a_job_without_contamination_gets_the_granularity_default_the_spark_job_uses():
-    """The orchestration image keeps its own copy of the job's defaults (a different image): they must agree."""
-    from anomaly_detection import args as job_args
-    from taxi_anomaly.orchestration import jobspec
-
-    assert jobspec.DEFAULT_CONTAMINATION == job_args.DEFAULT_CONTAMINATION
-    assert jobspec.DEFAULT_N_ESTIMATORS == job_args.DEFAULT_N_ESTIMATORS
-    where = Locations(prefix="t_demo/")
-    training = {"trip_type": "fhvhv", "mode": "train", "train_months": ["2025-01"], "namespace": "taxi", "run_id": "r1"}
-    for granularity in ("city", "borough"):
-        job = SparkJob.build(where, granularity=granularity, **training)
-        assert job.contamination == job_args.DEFAULT_CONTAMINATION[granularity]
-        assert job_args.parse_args(job_arguments(job)).contamination == job.contamination
-    with pytest.raises(ValueError, match="granularity must be one of city, borough, zone, got 'street'"):
-        SparkJob.build(where, granularity="street", **training)
+def test_the_contract_refuses_what_cannot_run_naming_the_parameter():
+    where = Locations()
+    common = {"trip_type": "green", "namespace": "taxi", "run_id": "r"}
+    with pytest.raises(ContractError, match="mode score needs score_months"):
+        where.job(granularity="city", mode="score", score_months=[], **common)
+    with pytest.raises(ContractError, match="resolved"):
+        where.job(granularity="city", mode="score", score_months=["2024-01"], model_version="promoted", **common)
+    with pytest.raises(ContractError, match="granularity must be one of city, borough, zone, got 'street'"):
+        where.job(granularity="street", mode="train", train_months=["2024-01"], **common)
+    with pytest.raises(ContractError, match="namespace must be a lower-case identifier"):
+        where.job(granularity="city", mode="train", train_months=["2024-01"], **{**common, "namespace": 'x"; DROP'})
+    with pytest.raises(ContractError, match="train_months must be a month as YYYY-MM"):
+        where.job(granularity="city", mode="train", train_months=["2024-13"], **common)
+    with pytest.raises(ContractError, match="overlap"):
+        where.job(
+            granularity="city", mode="train-and-score", train_months=["2024-01"], score_months=["2024-01"], **common
+        )
+    borough = where.job(granularity="borough", mode="score", score_months=["2024-01"], **common)
+    assert borough.zones_uri == "s3a://tap-raw/tlc/misc/taxi_zone_lookup.csv"
+    assert borough.labels_uri == "s3a://tap-raw/labels"
 
 
 def test_locations_follow_the_connection_and_the_prefix():
     conn = SimpleNamespace(extra_dejson={**S3_EXTRA, "raw_bucket": "raw-b", "models_bucket": "models-b"})
     where = Locations.from_connection(conn, "t_1/")
     assert where.raw_uri == "s3a://raw-b/t_1/tlc"
-    assert where.models_uri == "s3a://models-b/t_1/isolation-forest"
+    assert where.models_uri == "s3a://models-b/t_1/registry"
     assert where.zones_uri == "s3a://raw-b/t_1/tlc/misc/taxi_zone_lookup.csv"
-    assert where.models_key("green", "city", "promoted.json") == "t_1/isolation-forest/green/city/promoted.json"
+    assert where.models_key("green", "city", "promoted.json") == "t_1/registry/green/city/promoted.json"
     with pytest.raises(ValueError, match="must end with '/'"):
         Locations(prefix="t_1")
 
 
-def test_job_descriptions_that_cannot_run_are_refused():
-    where = Locations()
-    common = {"trip_type": "green", "namespace": "taxi", "run_id": "r"}
-    with pytest.raises(ValueError, match="needs score_months"):
-        SparkJob.build(where, granularity="city", mode="score", score_months=[], train_months=[], **common)
-    with pytest.raises(ValueError, match="resolved"):
-        SparkJob.build(
-            where, granularity="city", mode="score", score_months=["2024-01"], model_version="promoted", **common
-        )
-    borough = SparkJob.build(where, granularity="borough", mode="score", score_months=["2024-01"], **common)
-    assert borough.zones_uri == "s3a://tap-raw/tlc/misc/taxi_zone_lookup.csv"
-
-
-@pytest.mark.parametrize("job", jobs(), ids=lambda j: j.mode)
+@pytest.mark.parametrize("job", jobs(), ids=lambda j: str(j.mode))
 def test_kubernetes_and_local_backends_run_the_same_arguments(airflow_connections, job):
     """The SparkApplication rendered from include/spark/sparkapplication.yaml and the local spark-submit command
-    carry the same argument list, built by one function."""
+    carry the same argument list: the contract's."""
     from airflow.sdk.execution_time.context import ConnectionAccessor, VariableAccessor
 
     from taxi_anomaly.orchestration.backends import ENTRY_POINT, KubernetesSparkApplication, LocalSparkSubmit
@@ -145,15 +130,16 @@ def test_kubernetes_and_local_backends_run_the_same_arguments(airflow_connection
     }
     operator, rendered = KubernetesSparkApplication().render(job, context)
     app = operator.template_body["spark"]
-    assert app["spec"]["arguments"] == job_arguments(job)
+    assert app["spec"]["arguments"] == job.to_argv()
+    assert AnomalyJob.from_argv(app["spec"]["arguments"]) == job
     assert app["spec"]["mainApplicationFile"].endswith("spark_jobs/run_anomaly_detection.py")
     assert app["metadata"]["labels"]["taxi-anomaly/trip-type"] == job.trip_type
-    assert rendered["params"] == template_params(job)
+    assert rendered["params"] == job.template_params()
 
     command = LocalSparkSubmit().command(job)
     assert command[:3] == ["spark-submit", "--master", "local[*]"]
     entry = command.index(str(ENTRY_POINT))
-    assert command[entry + 1 :] == job_arguments(job)
+    assert command[entry + 1 :] == job.to_argv()
 
 
 def test_backend_is_chosen_by_one_setting_at_run_time(airflow_connections, monkeypatch):
@@ -184,7 +170,7 @@ def test_landed_months_and_training_window():
         "p/tlc/yellow/year=2024/month=02/_manifest.json",
         "p/tlc/green/year=2023/month=08/_manifest.json",
     ]
-    landed = months.landed_months_from_keys(keys, "green")
+    landed = layout.landed_months(keys, "green")
     assert landed == ["2023-08", "2023-11", "2024-01"]
     assert months.training_window(landed, 3) == {"train_months": ["2023-11"], "holdout_month": "2024-01"}
     assert months.training_window(landed, 6)["train_months"] == ["2023-08", "2023-11"]
@@ -195,15 +181,15 @@ def test_landed_months_and_training_window():
         months.training_window(["2024-01"], 3)
 
 
-def evaluation(version, anomalies, windows=1488, contamination=0.005, month="2024-01"):
-    return promotion.Evaluation(version, month, windows, anomalies, contamination)
+def evaluation(version, anomalies, windows=1488, expected=0.005, month="2024-01", **labels):
+    return promotion.Evaluation(version, month, windows, anomalies, expected, "isolation_forest", "if", **labels)
 
 
-def test_promotion_rules():
+def test_promotion_on_calibration_where_the_month_has_no_labels():
     first = promotion.decide(evaluation("v2", 9), None, 0.002)
     assert first.promote and first.reason == "no promoted model yet"
     better = promotion.decide(evaluation("v2", 8), evaluation("v1", 40), 0.002)  # 0.5 % vs 2.7 % flagged
-    assert better.promote and better.reason.startswith("not worse")
+    assert better.promote and better.reason.startswith("not worse: calibration")
     tie = promotion.decide(evaluation("v2", 10), evaluation("v1", 8), 0.002)  # within the tolerance
     assert tie.promote
     worse = promotion.decide(evaluation("v2", 60), evaluation("v1", 7), 0.002)  # alert storm
@@ -217,32 +203,61 @@ def test_promotion_rules():
     assert pointer["evaluation"]["candidate"]["calibration_error"] == pytest.approx(abs(8 / 1488 - 0.005), abs=1e-6)
 
 
-def summary(status, reason=None, **extra):
-    return {
-        "trip_type": "green",
-        "month": "2024-01",
-        "status": status,
-        "reason": reason,
-        "message": f"green_tripdata_2024-01.parquet: {status} {reason or ''}",
-        "file_name": "green_tripdata_2024-01.parquet",
-        "warnings": [],
+def test_promotion_on_labels_where_both_have_them():
+    def labelled(version, f1, found, anomalies=8):
+        return evaluation(version, anomalies, labelled=True, bucket_f1=f1, episodes=5, episodes_found=found)
+
+    # A challenger that flags more than its expected share but finds every episode wins on labels.
+    storm_but_right = promotion.decide(labelled("v2", 0.97, 5, anomalies=60), labelled("v1", 0.90, 5), 0.002)
+    assert storm_but_right.promote and storm_but_right.reason.startswith("not worse: labelled")
+    missed = promotion.decide(labelled("v2", 0.99, 4), labelled("v1", 0.90, 5), 0.002)
+    assert not missed.promote and "fewer episodes" in missed.reason
+    lower = promotion.decide(labelled("v2", 0.90, 5), labelled("v1", 0.95, 5), 0.002)
+    assert not lower.promote
+    row = {c: getattr(labelled("v3", 0.9, 5), c, None) for c in promotion.EVALUATION_COLUMNS}
+    row["model_version"] = "v3"
+    assert promotion.Evaluation.from_row(row).bucket_f1 == 0.9
+
+
+def month_run(status, reason=None, **extra):
+    return MonthRun(
+        "green",
+        "2024-01",
+        Sandbox(),
+        status=status,
+        reason=reason,
+        message=f"green_tripdata_2024-01.parquet: {status} {reason or ''}",
+        file_name="green_tripdata_2024-01.parquet",
         **extra,
-    }
+    )
 
 
 def test_integrity_and_validation_steps_fail_on_their_own_reasons():
-    landed = summary("landed", rows=56551, bytes=1362284, official={"rows": 56551, "bytes": 1362284})
+    landed = month_run("landed", rows=56551, official_rows=56551)
     assert steps.integrity_result(landed)["official_rows"] == 56551
-    assert steps.validation_result({**landed, "validation": {"suite": "green", "passed": True}})["suite"] == "green"
+    assert steps.validation_result(landed.with_(validation={"suite": "green", "passed": True}))["suite"] == "green"
 
-    truncated = summary("quarantined", "truncated_parquet")
+    truncated = month_run("quarantined", "truncated_parquet")
     with pytest.raises(steps.PipelineError, match=r"integrity check failed \(truncated_parquet\)"):
         steps.integrity_result(truncated)
 
-    invalid = summary("quarantined", "validation_failed", quarantine={"failed_expectations": ["pickup in month"]})
+    invalid = month_run("quarantined", "validation_failed", quarantine={"failed_expectations": ["pickup in month"]})
     assert steps.integrity_result(invalid)["status"] == "quarantined"  # not an integrity problem
     with pytest.raises(steps.PipelineError, match=r"validation failed \(validation_failed\).*pickup in month"):
         steps.validation_result(invalid)
+
+
+def test_payloads_travel_as_json_and_come_back_typed_and_checked():
+    run = month_run("landed", rows=5, warnings=("w",)).with_(granularity="zone", tables={"a": {"rows": 1}})
+    wire = json.loads(json.dumps(run.to_xcom()))
+    assert MonthRun.from_xcom(wire) == run and wire["granularity"] == "zone"
+    with pytest.raises(ValueError, match="namespace must be a lower-case identifier"):
+        MonthRun.from_xcom({**wire, "sandbox": {"namespace": "x; DROP TABLE y"}})
+    with pytest.raises(ValueError, match="month must be a month as YYYY-MM"):
+        MonthRun.from_xcom({**wire, "month": "2024-1"})
+    plan = Retraining("fhvhv", "city", Sandbox(namespace="t_x"), ("2025-02", "2025-01"), "2025-03", detector="kmeans")
+    assert Retraining.from_xcom(json.loads(json.dumps(plan.to_xcom()))) == plan
+    assert plan.train_months == ("2025-01", "2025-02") and plan.label == "fhvhv city"
 
 
 def test_expected_windows_of_a_city_month():
@@ -252,7 +267,7 @@ def test_expected_windows_of_a_city_month():
     assert steps.expected_windows("borough", "2024-02") is None
 
 
-def test_asset_events_become_scoring_targets():
+def test_asset_events_become_scoring_targets_checked_like_the_form():
     from taxi_anomaly.orchestration.assets import RAW_ASSETS, targets_from_events
 
     events = {
@@ -265,12 +280,28 @@ def test_asset_events_become_scoring_targets():
         ],
     }
     found = targets_from_events(events)
-    assert [(t["trip_type"], t["month"], t["namespace"]) for t in found] == [
+    assert [(t.trip_type, t.month, t.sandbox.namespace) for t in found] == [
         ("fhvhv", "2025-04", "t_x"),
         ("green", "2024-01", "taxi"),
         ("green", "2024-02", "taxi"),
     ]
     assert targets_from_events({}) == []
+    for extra, message in (
+        ({"months": ["2024-01"], "namespace": 'rel_inj"; DROP TABLE x; --'}, "namespace must be"),
+        ({"months": ["2024-01"], "storage_prefix": "../other/"}, "storage_prefix must be"),
+        ({"months": ["2024-01"], "tlc_base_url": "file:///etc/passwd"}, "tlc_base_url must be"),
+        ({"months": ["2024-1"]}, "month must be a month"),
+        ({"months": "2024-01"}, "months must be a list"),
+    ):
+        hostile = {RAW_ASSETS["green"]: [SimpleNamespace(id=7, extra=extra)]}
+        with pytest.raises(ValueError, match=f"asset event 7 of tap_raw_tlc_green: .*{message}"):
+            targets_from_events(hostile)
+
+
+def test_table_names_in_sql_are_checked_and_quoted():
+    assert layout.sql_table("taxi", "anomaly_scores") == '"iceberg"."taxi"."anomaly_scores"'
+    with pytest.raises(ValueError, match="namespace must be"):
+        layout.sql_table('taxi"; DROP TABLE x; --', "anomaly_scores")
 
 
 class _Hook(BaseHTTPRequestHandler):

@@ -81,11 +81,8 @@ def test_backfill_rejects_bad_values_naming_the_param(dagbag, conf, names):
 @pytest.mark.parametrize(
     ("conf", "names"),
     [
-        ({"contamination": 0}, ["contamination", "less than or equal to the minimum of 0"]),
-        ({"contamination": 0.5}, ["contamination", "greater than the maximum of 0.2"]),
-        ({"contamination": "0.01"}, ["contamination", "is not of type 'null', 'number'"]),
-        ({"n_estimators": 5}, ["n_estimators", "less than the minimum of 10"]),
-        ({"n_estimators": 100.5}, ["n_estimators", "is not of type 'integer'"]),
+        ({"detector": "magic"}, ["detector", "is not one of"]),
+        ({"detector_params": [1]}, ["detector_params", "is not of type 'object'"]),
         ({"train_window_months": 0}, ["train_window_months"]),
         ({"holdout_month": "2024-1"}, ["holdout_month"]),
         ({"tolerance": -0.1}, ["tolerance"]),
@@ -109,15 +106,19 @@ def test_daily_lookback_is_bounded(dagbag):
 
 def test_range_checks_the_schema_cannot_express_fail_readably():
     """A range that ends before it starts or is too long: rejected by the first task, naming the params."""
-    from taxi_anomaly.orchestration.months import backfill_targets
+    from taxi_anomaly.orchestration.months import backfill_runs
+    from taxi_anomaly.orchestration.params import Sandbox
 
+    sandbox = Sandbox()
     with pytest.raises(ValueError, match=r"last_month \(2024-01\) is before first_month \(2024-03\)"):
-        backfill_targets(["green"], "2024-03", "2024-01")
+        backfill_runs(["green"], "2024-03", "2024-01", sandbox)
     with pytest.raises(ValueError, match="at most 36 per run"):
-        backfill_targets(["green"], "2019-01", "2024-01")
+        backfill_runs(["green"], "2019-01", "2024-01", sandbox)
     with pytest.raises(ValueError, match="trip_types is empty"):
-        backfill_targets([], "2024-01", "2024-01")
-    assert [t["label"] for t in backfill_targets(["green", "fhvhv"], "2023-12", "2024-01")] == [
+        backfill_runs([], "2024-01", "2024-01", sandbox)
+    with pytest.raises(ValueError, match="trip_type must be one of"):
+        backfill_runs(["taxi"], "2024-01", "2024-01", sandbox)
+    assert [t.label for t in backfill_runs(["green", "fhvhv"], "2023-12", "2024-01", sandbox)] == [
         "green 2023-12",
         "green 2024-01",
         "fhvhv 2023-12",
@@ -125,11 +126,23 @@ def test_range_checks_the_schema_cannot_express_fail_readably():
     ]
 
 
+def test_detector_overrides_are_checked_by_the_family_before_spark(tmp_path):
+    """The form checks the detector's name and that overrides are an object; the family's bounds are checked by
+    the planning step (they differ per family), naming the parameter."""
+    from taxi_anomaly.detectors import SpecError, resolve_spec
+
+    with pytest.raises(SpecError, match="n_estimators must be between 10 and 2000"):
+        resolve_spec("isolation_forest", "city", {"n_estimators": 5})
+
+
 def test_params_survive_serialization_with_their_schema(dagbag):
     """What the scheduler stores (and the form is built from) keeps the enums, patterns and bounds."""
     from airflow.serialization.serialized_objects import DagSerialization
 
+    from taxi_anomaly.detectors import spec_names
+
     dag = DagSerialization.from_dict(DagSerialization.to_dict(dagbag.dags["tap_weekly_retrain"]))
-    contamination = dag.params.get_param("contamination")
-    assert contamination.schema["exclusiveMinimum"] == 0 and contamination.schema["maximum"] == 0.2
+    assert dag.params.get_param("detector").schema["enum"] == spec_names()
+    assert dag.params.get_param("detector_params").schema["type"] == "object"
     assert dag.params.get_param("trip_types").schema["items"]["enum"] == ["yellow", "green", "fhv", "fhvhv"]
+    assert dag.params.get_param("namespace").schema["pattern"] == "^[a-z_][a-z0-9_]{0,62}$"

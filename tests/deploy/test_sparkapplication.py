@@ -13,7 +13,6 @@ import copy
 import json
 import sys
 from datetime import datetime
-from types import SimpleNamespace
 from unittest import mock
 
 import jsonschema
@@ -23,6 +22,7 @@ import yaml
 from local_platform.config import PlatformConfig
 from local_platform.credentials import Credentials
 from local_platform.spark import spark_defaults
+from taxi_anomaly.orchestration.locations import Locations
 from tests.deploy.deployment import (
     REPO,
     SCHEMA_FILE,
@@ -37,17 +37,18 @@ from tests.deploy.deployment import (
 # Stand-in secret values, so that the test can prove none of them ends up in the rendered object.
 STAND_INS = {"S3_ACCESS_KEY": "stand-in-access-key-1f3a", "S3_SECRET_KEY": "stand-in-secret-key-9c2e"}
 
-BASE_PARAMS = {
+RUN_ID = "manual__2026-01-05T06:00:00+00:00"
+BASE_JOB = {
     "trip_type": "yellow",
-    "score_months": "2024-01",
-    "train_months": "2023-10,2023-11,2023-12",
+    "score_months": ("2024-01",),
+    "train_months": ("2023-10", "2023-11", "2023-12"),
     "granularity": "city",
     "mode": "train-and-score",
-    "model_version": "latest",
-    "contamination": 0.01,
-    "n_estimators": 200,
+    "run_id": RUN_ID,
+    "detector_params": {"n_estimators": 200},
 }
-RUN_ID = "manual__2026-01-05T06:00:00+00:00"
+# The params the backend renders the template with, for a job of the default buckets (other tests reuse them).
+BASE_PARAMS = Locations().job(**BASE_JOB).template_params()
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +68,7 @@ def airflow_env(tmp_path_factory):
 @pytest.fixture(scope="module")
 def render(airflow_env):
     from airflow.providers.cncf.kubernetes.operators.spark_kubernetes import SparkKubernetesOperator
-    from airflow.sdk import DAG
-    from airflow.sdk.definitions.param import ParamsDict, process_params
+    from airflow.sdk import DAG, BaseHook
     from airflow.sdk.execution_time.context import ConnectionAccessor, VariableAccessor
 
     with DAG(
@@ -76,7 +76,6 @@ def render(airflow_env):
         schedule=None,
         start_date=datetime(2026, 1, 1),
         template_searchpath=[str(REPO / "include")],
-        params=BASE_PARAMS,
     ) as dag:
         # As the DAG will call it: a path under include/, resolved through template_searchpath.
         SparkKubernetesOperator(
@@ -85,13 +84,14 @@ def render(airflow_env):
             namespace=naming()["namespace"],
             kubernetes_conn_id=naming()["connections"]["kubernetes"],
         )
+    where = Locations.from_connection(BaseHook.get_connection(naming()["connections"]["s3"]))
 
-    def _render(overrides: dict | None = None, drop: tuple[str, ...] = ()):
+    def _render(changes: dict | None = None, sizing: dict | None = None, drop: tuple[str, ...] = ()):
+        """Render for a job built as the orchestration builds it (Locations from the tap_s3 connection), with
+        the backend's params: the job's template_params, plus sizing overrides."""
         op = copy.deepcopy(dag.get_task("spark_anomaly_detection"))
-        # What the task runner puts into the context: DAG params merged with the run's conf, validated.
-        # (On fresh Param objects: merging sets values on them, and one run must not leak into the next.)
-        run_dag, run_task = SimpleNamespace(params=ParamsDict(BASE_PARAMS)), SimpleNamespace(params=None)
-        params = process_params(run_dag, run_task, overrides or {}, suppress_exception=False)
+        job = where.job(**{**BASE_JOB, **(changes or {})})
+        params = job.template_params(sizing)
         for name in drop:
             params.pop(name)
         context = {
@@ -121,15 +121,19 @@ def errors(validator, document) -> list[str]:
 @pytest.mark.parametrize(
     "overrides",
     [
-        {},
-        {"trip_type": "green", "granularity": "borough", "mode": "score", "zones_uri": "s3a://tap-raw/zones.csv"},
-        {"trip_type": "fhvhv", "score_months": ["2024-01", "2024-02"], "train_months": ["2023-12"]},
-        {"trip_type": "fhv", "mode": "train", "executor_instances": 4, "executor_memory": "4g", "write_trips": True},
+        ({}, None),
+        ({"trip_type": "green", "granularity": "borough", "mode": "score", "train_months": ()}, None),
+        ({"trip_type": "fhvhv", "score_months": ["2024-01", "2024-02"], "train_months": ["2023-12"]}, None),
+        (
+            {"trip_type": "fhv", "mode": "train", "write_trips": True},
+            {"executor_instances": 4, "executor_memory": "4g"},
+        ),
     ],
     ids=["defaults", "borough-score", "month-lists", "bigger-train"],
 )
 def test_rendered_application_is_a_valid_v1beta2_sparkapplication(render, validator, overrides):
-    _, app = render(overrides)
+    changes, sizing = overrides
+    _, app = render(changes, sizing)
     assert errors(validator, app) == []
 
 
@@ -149,44 +153,38 @@ def test_the_schema_subset_rejects_what_the_api_server_would_drop_or_refuse(rend
         assert errors(validator, broken), "the schema subset must reject this document"
 
 
-def test_arguments_parse_with_the_jobs_own_parser(render, monkeypatch):
-    """The rendered arguments are accepted by spark_jobs/anomaly_detection/args.py, with the DAG's values."""
-    monkeypatch.syspath_prepend(str(REPO / "spark_jobs"))
-    from anomaly_detection.args import parse_args
+def test_arguments_parse_with_the_jobs_own_parser(render):
+    """The rendered arguments are the job's, read back by the job's own parser (the contract)."""
+    from taxi_anomaly.contract import AnomalyJob
 
-    _, app = render({"score_months": ["2024-02", "2024-01"], "granularity": "zone", "contamination": 0.02})
-    args = parse_args(app["spec"]["arguments"])
+    _, app = render({"score_months": ["2024-02", "2024-01"], "granularity": "zone", "detector": "kmeans"})
+    args = AnomalyJob.from_argv(app["spec"]["arguments"])
     buckets = naming()["buckets"]
     assert args.trip_type == "yellow"
     assert args.score_months == ("2024-01", "2024-02")
     assert args.train_months == ("2023-10", "2023-11", "2023-12")
     assert (args.granularity, args.mode, args.model_version) == ("zone", "train-and-score", "latest")
-    assert (args.contamination, args.n_estimators) == (0.02, 200)
+    assert (args.detector, args.detector_params) == ("kmeans", {"n_estimators": 200})
     assert args.run_id == RUN_ID
     assert args.raw_uri == f"s3a://{buckets['raw']}/tlc"
-    assert args.models_uri == f"s3a://{buckets['models']}/isolation-forest"
+    assert args.models_uri == f"s3a://{buckets['models']}/registry"
+    assert args.labels_uri == f"s3a://{buckets['raw']}/labels"
     assert args.namespace == naming()["iceberg"]["namespace"]
     assert (args.zones_uri, args.write_trips) == (None, False)
 
 
-def test_optional_arguments_are_rendered_only_when_given(render, monkeypatch):
-    monkeypatch.syspath_prepend(str(REPO / "spark_jobs"))
-    from anomaly_detection.args import parse_args
+def test_hostile_values_stay_single_arguments(render):
+    """Whatever a value holds, it is one argument (JSON-quoted into the YAML), never YAML or a second flag."""
+    from taxi_anomaly.contract import AnomalyJob
 
-    _, app = render(
-        {"zones_uri": "s3a://tap-raw/zones/taxi_zone_lookup.csv", "write_trips": True, "raw_uri": "s3a://x/y"}
-    )
-    args = parse_args(app["spec"]["arguments"])
-    assert (args.zones_uri, args.write_trips, args.raw_uri) == (
-        "s3a://tap-raw/zones/taxi_zone_lookup.csv",
-        True,
-        "s3a://x/y",
-    )
+    odd = {"detector_params": {"note": "x\n  - --namespace\n  - other: [1]", "n_estimators": 20}}
+    _, app = render(odd)
+    assert AnomalyJob.from_argv(app["spec"]["arguments"]).detector_params == odd["detector_params"]
 
 
 def test_a_missing_required_param_fails_the_rendering(render):
-    with pytest.raises(Exception, match="trip_type"):
-        render(drop=("trip_type",))
+    with pytest.raises(Exception, match="arguments"):
+        render(drop=("arguments",))
 
 
 def effective_conf(app: dict) -> dict[str, str]:
@@ -249,7 +247,7 @@ def test_credentials_come_from_the_secret_and_are_never_rendered(render):
 
 
 def test_image_entrypoint_resources_and_lifecycle(render):
-    _, app = render({"executor_instances": 3})
+    _, app = render(sizing={"executor_instances": 3})
     spec = app["spec"]
     images = naming()["images"]["spark"]
     assert spec["image"] == f"{images['repository']}:{images['tag']}"

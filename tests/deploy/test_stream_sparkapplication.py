@@ -105,7 +105,7 @@ def test_arguments_parse_with_the_jobs_own_parser(render):
     args = job_args(render())
     buckets = naming()["buckets"]
     assert (args.trip_type, args.granularity) == ("yellow", "city")
-    assert args.models_uri == f"s3a://{buckets['models']}/isolation-forest"
+    assert args.models_uri == f"s3a://{buckets['models']}/registry"
     assert args.checkpoint_uri == f"s3a://{buckets['warehouse']}/checkpoints/stream-yellow-city"
     assert args.namespace == naming()["iceberg"]["namespace"]
     assert args.zones_uri is None
@@ -139,14 +139,14 @@ def test_own_uris_and_namespace_replace_the_defaults(render):
     args = job_args(
         render(
             {
-                "models_uri": "s3a://tap-models/demo/isolation-forest",
+                "models_uri": "s3a://tap-models/demo/registry",
                 "checkpoint_uri": "s3a://tap-warehouse/checkpoints/trial",
                 "namespace": "taxi_trial",
             }
         )
     )
     assert (args.models_uri, args.checkpoint_uri, args.namespace) == (
-        "s3a://tap-models/demo/isolation-forest",
+        "s3a://tap-models/demo/registry",
         "s3a://tap-warehouse/checkpoints/trial",
         "taxi_trial",
     )

@@ -15,12 +15,12 @@ import pytest
 
 from taxi_anomaly.ingest.data_docs import render_months
 from taxi_anomaly.ingest.download import DownloadError
-from taxi_anomaly.ingest.layout import month_keys, zone_lookup_keys
 from taxi_anomaly.ingest.mirror import Fault, Mirror
 from taxi_anomaly.ingest.pipeline import IngestFailed, Status, ingest_month, ingest_zone_lookup
 from taxi_anomaly.ingest.schema import canonical_schema
 from taxi_anomaly.ingest.settings import IngestSettings
 from taxi_anomaly.ingest.storage import ObjectStore
+from taxi_anomaly.layout import month_keys, zone_lookup_keys
 from taxi_anomaly.tlc import YearMonth, source_url
 
 pytestmark = pytest.mark.platform

@@ -41,7 +41,19 @@ def test_bad_arguments_exit_2_with_the_parameter_named():
     )
     output = result.stdout + result.stderr  # spark-submit's Python runner merges the child's stderr into stdout
     assert result.returncode == 2
-    assert "argument --score-months: months must be YYYY-MM" in output and "2024-13" in output
+    assert "score_months must be a month as YYYY-MM" in output and "2024-13" in output
+
+
+def test_a_wrong_detector_parameter_exits_2_before_spark_starts():
+    result = spark_submit(
+        *("--trip-type", "fhvhv", "--raw-uri", "file:///nowhere", "--models-uri", "file:///nowhere"),
+        *("--mode", "train", "--train-months", "2024-01", "--detector", "kmeans"),
+        *("--detector-params", '{"k": 1}'),
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 2
+    assert "k must be between 2 and 200, got 1" in output
+    assert "SparkContext" not in output
 
 
 def test_a_failing_job_exits_non_zero_and_logs_why(tmp_path):

@@ -8,9 +8,9 @@ import pytest
 from pyspark.sql import functions as F
 
 from anomaly_detection import tables
-from anomaly_detection.args import parse_args
 from anomaly_detection.job import main
 from anomaly_detection.registry import ModelRegistry
+from taxi_anomaly.contract import AnomalyJob
 
 pytestmark = [pytest.mark.platform, pytest.mark.spark]
 
@@ -48,7 +48,7 @@ def raw_zone(platform, tmp_path_factory):
 
 
 def job_args(platform, prefix: str, namespace: str, *extra: str):
-    return parse_args(
+    return AnomalyJob.from_argv(
         [
             "--trip-type",
             "fhvhv",

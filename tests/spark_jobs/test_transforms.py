@@ -302,8 +302,8 @@ def test_a_fare_surge_moves_fare_per_mile_only_and_a_longer_trip_mix_moves_dista
 
 def test_window_table_scans_each_raw_month_once_without_python(spark, tmp_path):
     """The raw months are the only large input: one native scan each, no Python step before scoring."""
-    from anomaly_detection.args import parse_args
     from anomaly_detection.job import window_table
+    from taxi_anomaly.contract import AnomalyJob
 
     for month in ("2024-01", "2024-02"):
         raw = spark.createDataFrame(
@@ -325,7 +325,7 @@ def test_window_table_scans_each_raw_month_once_without_python(spark, tmp_path):
             FHVHV_COLUMNS,
         )
         raw.write.parquet(str(tmp_path / f"fhvhv_tripdata_{month}.parquet"))
-    args = parse_args(
+    args = AnomalyJob.from_argv(
         [
             *("--trip-type", "fhvhv", "--granularity", "zone", "--mode", "train", "--train-months", "2024-01,2024-02"),
             *("--raw-uri", f"file://{tmp_path}", "--input-layout", "flat", "--models-uri", f"file://{tmp_path}/m"),

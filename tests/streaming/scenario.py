@@ -14,12 +14,13 @@ import uuid
 from pathlib import Path
 
 from anomaly_detection import tables
-from anomaly_detection.args import parse_args
 from anomaly_detection.job import main as batch_main
 from local_platform.config import REPO_ROOT
 from local_platform.connections import connection_definitions
 from local_platform.services.kafka import KAFKA_PRINCIPALS
 from local_platform.spark import spark_env
+from taxi_anomaly import layout
+from taxi_anomaly.contract import AnomalyJob
 from taxi_anomaly.streaming import provision
 from taxi_anomaly.streaming.progress import processed_offsets
 from taxi_anomaly.streaming.settings import KafkaSettings
@@ -128,7 +129,7 @@ class StreamScenario:
             key = f"{self.prefix}/tlc/fhvhv/year={year}/month={mm}/{result.data_path.name}"
             client.fput_object(cfg.raw_bucket, key, str(result.data_path))
             target = result if month == TARGET else target
-        args = parse_args(
+        args = AnomalyJob.from_argv(
             [
                 "--trip-type", "fhvhv", "--granularity", "city",
                 "--raw-uri", f"s3a://{cfg.raw_bucket}/{self.prefix}/tlc",
@@ -140,7 +141,7 @@ class StreamScenario:
         version = batch_main(self.spark, args).model_version
         pointer = json.dumps({"version": version}).encode()
         client.put_object(
-            cfg.models_bucket, f"{self.prefix}/fhvhv/city/promoted.json", io.BytesIO(pointer), len(pointer)
+            cfg.models_bucket, f"{self.prefix}/fhvhv/city/{layout.POINTER}", io.BytesIO(pointer), len(pointer)
         )
         return version, target.data_path, target.episodes
 
@@ -163,7 +164,7 @@ class StreamScenario:
             secure=False,
         )
         client.put_object(
-            cfg.models_bucket, f"{self.prefix}/fhvhv/city/promoted.json", io.BytesIO(pointer), len(pointer)
+            cfg.models_bucket, f"{self.prefix}/fhvhv/city/{layout.POINTER}", io.BytesIO(pointer), len(pointer)
         )
         return new_version
 

@@ -199,7 +199,7 @@ def test_a_replay_in_slices_gives_the_ids_of_the_whole_file():
 
 def test_the_stream_service_reads_the_demo_registry():
     from local_platform.config import PlatformConfig
-    from taxi_anomaly.orchestration.jobspec import Locations
+    from taxi_anomaly.orchestration.locations import Locations
 
     cfg = PlatformConfig()
     assert cfg.stream_models_uri == Locations(prefix=cfg.stream_key_prefix).models_uri

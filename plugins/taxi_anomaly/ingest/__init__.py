@@ -1,6 +1,6 @@
 """Ingestion of TLC monthly files into the raw zone: download, integrity, normalisation, validation, quarantine.
 
-Modules, one concept each: settings, layout (keys), storage (S3), mirror (local CDN stand-in), download,
+Modules, one concept each: settings, storage (S3), mirror (local CDN stand-in), download,
 integrity, metadata (official listing), schema (canonical schemas), validation (Great Expectations),
 quarantine, manifest, pipeline (`ingest_month`, the function Airflow tasks call). See docs/ingestion.md.
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from taxi_anomaly.ingest.layout import FileKeys, month_keys
+from taxi_anomaly.layout import FileKeys, month_keys
 from taxi_anomaly.tlc import YearMonth
 
 if TYPE_CHECKING:

@@ -32,7 +32,6 @@ from taxi_anomaly.ingest.integrity import (
     check_zone_lookup,
     columns_fingerprint,
 )
-from taxi_anomaly.ingest.layout import FileKeys, month_keys, zone_lookup_keys
 from taxi_anomaly.ingest.manifest import Manifest
 from taxi_anomaly.ingest.metadata import OfficialFile, OfficialMetadata
 from taxi_anomaly.ingest.quarantine import CHECK_CRASHED, SCHEMA_MISMATCH, UNREADABLE_CSV, VALIDATION_FAILED, quarantine
@@ -40,6 +39,7 @@ from taxi_anomaly.ingest.schema import DROPPED_COLUMNS, NormalisationError
 from taxi_anomaly.ingest.settings import IngestSettings
 from taxi_anomaly.ingest.storage import ObjectStore
 from taxi_anomaly.ingest.validation import ValidationReport, validate_file
+from taxi_anomaly.layout import FileKeys, month_keys, zone_lookup_keys
 from taxi_anomaly.tlc import (
     FIRST_MONTH,
     TRIP_TYPES,

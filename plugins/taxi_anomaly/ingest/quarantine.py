@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from taxi_anomaly.ingest.layout import FileKeys
 from taxi_anomaly.ingest.storage import ObjectStore
 from taxi_anomaly.ingest.validation import ValidationReport
+from taxi_anomaly.layout import FileKeys
 
 VALIDATION_FAILED = "validation_failed"
 SCHEMA_MISMATCH = "schema_mismatch"

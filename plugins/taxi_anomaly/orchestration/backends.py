@@ -2,8 +2,9 @@
 
 One setting chooses, read when the task runs (never when the DAG file is parsed): the Airflow Variable
 `tap_platform` (`AIRFLOW_VAR_TAP_PLATFORM`; helm-values/airflow.yaml sets `kubernetes`), `local` when unset.
-Both backends take the same `SparkJob` and run the same entry file with `job_arguments(job)`; a job that fails
-fails the task (non-zero exit of spark-submit, failed driver pod), and Airflow's retries resubmit it.
+Both backends take the same `AnomalyJob` (taxi_anomaly.contract) and run the same entry file with its
+`to_argv()`; a job that fails fails the task (non-zero exit of spark-submit, failed driver pod), and Airflow's
+retries resubmit it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from taxi_anomaly.orchestration.jobspec import SparkJob, job_arguments, template_params
+from taxi_anomaly.contract import AnomalyJob
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -36,7 +37,7 @@ DEFAULT_K8S_NAMESPACE = "taxi-anomaly"
 class SparkBackend(Protocol):
     name: str
 
-    def run(self, job: SparkJob, context: Mapping[str, Any]) -> None:
+    def run(self, job: AnomalyJob, context: Mapping[str, Any]) -> None:
         """Run the job to completion; raise if it fails."""
 
 
@@ -52,24 +53,24 @@ class LocalSparkSubmit:
     application: Path = ENTRY_POINT
     name: str = LOCAL
 
-    def command(self, job: SparkJob) -> list[str]:
+    def command(self, job: AnomalyJob) -> list[str]:
         """What the hook runs (for logs and tests): spark-submit ... <entry file> <job arguments>."""
         return [*self._hook(job)._build_spark_submit_command(str(self.application))]
 
-    def _hook(self, job: SparkJob):
+    def _hook(self, job: AnomalyJob):
         from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
 
         # Spark's own INFO lines would bury the job's log lines in the task log.
         return SparkSubmitHook(
             conn_id=self.conn_id,
-            application_args=job_arguments(job),
+            application_args=job.to_argv(),
             name=job.name,
             conf={"spark.log.level": "WARN"},
         )
 
-    def run(self, job: SparkJob, context: Mapping[str, Any]) -> None:
+    def run(self, job: AnomalyJob, context: Mapping[str, Any]) -> None:
         hook = self._hook(job)
-        log.info("spark-submit %s %s", self.application, " ".join(job_arguments(job)))
+        log.info("spark-submit %s %s", self.application, " ".join(job.to_argv()))
         hook.submit(application=str(self.application))
 
 
@@ -77,8 +78,9 @@ class LocalSparkSubmit:
 class KubernetesSparkApplication:
     """A SparkApplication rendered from include/spark/sparkapplication.yaml by SparkKubernetesOperator.
 
-    The template's `params` are the job's (`template_params`), not the DAG run's: a mapped task runs one job per
-    month, so the operator is built here, at run time, and rendered with a context whose params are the job's.
+    The template's `params` are the job's (`AnomalyJob.template_params`), not the DAG run's: a mapped task runs one
+    job per month, so the operator is built here, at run time, and rendered with a context whose params are the
+    job's.
     """
 
     namespace: str = DEFAULT_K8S_NAMESPACE
@@ -98,15 +100,15 @@ class KubernetesSparkApplication:
             reattach_on_restart=True,
         )
 
-    def render(self, job: SparkJob, context: Mapping[str, Any]):
+    def render(self, job: AnomalyJob, context: Mapping[str, Any]):
         """The operator with its template rendered for this job (no cluster needed). Returns (operator, ctx)."""
         task = context.get("task")
         operator = self.operator(getattr(task, "task_id", "spark_anomaly_job"))
-        job_context = {**context, "params": template_params(job), "run_id": job.run_id}
+        job_context = {**context, "params": job.template_params(), "run_id": job.run_id}
         operator.render_template_fields(job_context, jinja_env=_jinja_env(context))
         return operator, job_context
 
-    def run(self, job: SparkJob, context: Mapping[str, Any]) -> None:
+    def run(self, job: AnomalyJob, context: Mapping[str, Any]) -> None:
         operator, job_context = self.render(job, context)
         log.info("SparkApplication %s in namespace %s", operator.template_body["spark"]["metadata"], self.namespace)
         operator.execute(job_context)

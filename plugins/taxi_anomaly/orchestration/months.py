@@ -1,14 +1,14 @@
-"""Which months a run works on: the daily look-back, backfill targets, the retraining window, landed months."""
+"""Which months a run works on: the daily look-back, backfill targets and the retraining window."""
 
 from __future__ import annotations
 
-import re
+from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
-from taxi_anomaly.orchestration.params import check_month_range
-
-_MANIFEST_KEY = re.compile(r"tlc/(?P<trip_type>[a-z]+)/year=(?P<year>\d{4})/month=(?P<month>\d{2})/_manifest\.json$")
+from taxi_anomaly.contract import Granularity
+from taxi_anomaly.orchestration.params import Sandbox, check_month_range
+from taxi_anomaly.orchestration.payloads import MonthRun
 
 
 def shift_month(month: str, delta: int) -> str:
@@ -25,30 +25,20 @@ def candidate_months(today: date, lookback: int) -> list[str]:
     return [shift_month(current, -n) for n in range(lookback, 0, -1)]
 
 
-def target(trip_type: str, month: str) -> dict[str, str]:
-    """One unit of work of the mapped tasks (JSON, shown as the map index label)."""
-    return {"trip_type": trip_type, "month": month, "label": f"{trip_type} {month}"}
-
-
-def targets(trip_types: list[str], months: list[str]) -> list[dict[str, str]]:
-    return [target(t, m) for t in trip_types for m in months]
-
-
-def backfill_targets(trip_types: list[str], first: str, last: str) -> list[dict[str, str]]:
-    """Every (trip type, month) of the range; raises ValueError naming the parameters if the range is wrong."""
+def month_runs(
+    trip_types: Sequence[str], months: Sequence[str], sandbox: Sandbox, granularity: str = "city"
+) -> list[MonthRun]:
+    """One unit of work of the mapped tasks per (trip type, month), each checked (MonthRun names a wrong value)."""
     if not trip_types:
         raise ValueError("trip_types is empty: choose at least one of yellow, green, fhv, fhvhv")
-    return targets(list(trip_types), check_month_range(first, last))
+    return [MonthRun(t, m, sandbox, Granularity(granularity)) for t in trip_types for m in months]
 
 
-def landed_months_from_keys(keys: list[str], trip_type: str) -> list[str]:
-    """Months with a manifest (a completed landing) among raw-zone keys, oldest first."""
-    found = set()
-    for key in keys:
-        match = _MANIFEST_KEY.search(key)
-        if match and match["trip_type"] == trip_type:
-            found.add(f"{match['year']}-{match['month']}")
-    return sorted(found)
+def backfill_runs(
+    trip_types: Sequence[str], first: str, last: str, sandbox: Sandbox, granularity: str = "city"
+) -> list[MonthRun]:
+    """Every (trip type, month) of the range; raises ValueError naming the parameters if the range is wrong."""
+    return month_runs(trip_types, check_month_range(first, last), sandbox, granularity)
 
 
 def training_window(landed: list[str], size: int, holdout: str | None = None) -> dict[str, Any]:

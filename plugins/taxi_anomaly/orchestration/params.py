@@ -1,35 +1,34 @@
 """The DAGs' trigger parameters: typed, described, validated by JSON schema in the trigger form.
 
-Every value the form accepts is checked again by nothing else: the schemas below are the contract (enums for
-trip types and granularity, a YYYY-MM pattern for months, bounds for the model options). What one schema cannot
-express (a month range that ends before it starts) is checked by `RunOptions.from_params`, the first thing the
-DAGs' planning task does, with a message that names the parameters.
+The schemas come from the job contract (taxi_anomaly.contract: enums, patterns) and the model specs (the
+detector choices). The form is not the only entry: a run conf sent to the REST API with the form's checks
+skipped, or an asset event's extra, reach the tasks too, so the planning tasks check every value again with the
+same rules (`Sandbox`, `check_month_range`, the contract), naming the parameter.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from airflow.sdk import Param
 
-from taxi_anomaly.orchestration.jobspec import DEFAULT_CONTAMINATION, DEFAULT_N_ESTIMATORS
+from taxi_anomaly import contract
+from taxi_anomaly.contract import DEFAULT_DETECTOR, DEFAULT_NAMESPACE, Granularity, json_schema
+from taxi_anomaly.tlc import TRIP_TYPES
 
-TRIP_TYPES = ("yellow", "green", "fhv", "fhvhv")
-GRANULARITIES = ("city", "borough", "zone")
-MONTH_PATTERN = r"^20[0-9]{2}-(0[1-9]|1[0-2])$"
-NAMESPACE_PATTERN = r"^[a-z_][a-z0-9_]{0,62}$"
+GRANULARITIES = tuple(g.value for g in Granularity)
+MONTH_PATTERN = contract.MONTH_PATTERN
+NAMESPACE_PATTERN = contract.NAMESPACE_PATTERN
 PREFIX_PATTERN = r"^([a-z0-9][a-z0-9_.-]{0,62}/)?$"
-# "promoted" (the pointer written by the weekly retraining), "latest" (newest trained) or a registry version.
-MODEL_VERSION_PATTERN = r"^(promoted|latest|v[0-9]{8}T[0-9]{6}-[0-9a-f]{6})$"
+BASE_URL_PATTERN = r"^https?://[^\s/]+(/[^\s]*)?$"
 MAX_BACKFILL_MONTHS = 36
 
 SECTION_DATA = "What to process"
 SECTION_MODEL = "Model"
 SECTION_SANDBOX = "Sandbox (tests and demos; leave empty in production)"
-
-_MONTH = re.compile(MONTH_PATTERN)
 
 
 def trip_types_param(default: list[str] | None = None) -> Param:
@@ -61,8 +60,7 @@ def month_param(default: str | None, title: str, description: str, nullable: boo
 def granularity_param(default: str = "city") -> Param:
     return Param(
         default,
-        type="string",
-        enum=list(GRANULARITIES),
+        **json_schema("granularity"),
         title="Granularity",
         description="Spatial level of the 30-minute windows: the whole city, each borough, or each taxi zone.",
         section=SECTION_DATA,
@@ -82,8 +80,7 @@ def force_download_param() -> Param:
 def model_version_param(default: str = "promoted") -> Param:
     return Param(
         default,
-        type="string",
-        pattern=MODEL_VERSION_PATTERN,
+        **json_schema("model_version"),
         title="Model version",
         description="Model to score with: 'promoted' (the version the weekly retraining promoted), 'latest' (the "
         "newest trained version) or a version name such as v20260105T060000-1a2b3c.",
@@ -91,39 +88,38 @@ def model_version_param(default: str = "promoted") -> Param:
     )
 
 
-def contamination_param(default: float | None = None) -> Param:
-    defaults = ", ".join(f"{g} {c}" for g, c in DEFAULT_CONTAMINATION.items())
-    return Param(
-        default,
-        type=["null", "number"],
-        exclusiveMinimum=0,
-        maximum=0.2,
-        title="Contamination",
-        description="Share of training windows expected to be anomalous; sets the model's decision threshold. "
-        f"Between 0 (exclusive) and 0.2; empty = the granularity's default ({defaults}).",
-        section=SECTION_MODEL,
-    )
+def detector_params() -> dict[str, Param]:
+    """The model spec to train (include/models/*.yaml, read when the DAG file is parsed) and run-time overrides."""
+    from taxi_anomaly.detectors.spec import spec_names
 
-
-def n_estimators_param(default: int = DEFAULT_N_ESTIMATORS) -> Param:
-    return Param(
-        default,
-        type="integer",
-        minimum=10,
-        maximum=2000,
-        title="Number of trees",
-        description="Trees of the IsolationForest (10-2000); more trees, steadier scores, slower training.",
-        section=SECTION_MODEL,
-    )
+    return {
+        "detector": Param(
+            DEFAULT_DETECTOR,
+            type="string",
+            enum=spec_names(),
+            title="Detector",
+            description="Model spec to train (include/models/<name>.yaml: family, parameters per granularity, dead "
+            "zone, seed, threshold rule). docs/detectors.md describes each.",
+            section=SECTION_MODEL,
+        ),
+        "detector_params": Param(
+            {},
+            **json_schema("detector_params"),
+            title="Detector overrides",
+            description='Overrides of the spec for this run, e.g. {"n_estimators": 200} or {"threshold_rule": '
+            '"tail", "threshold_value": 1.0}: a parameter of the spec\'s family, or seed, dead_zone_sd, '
+            "threshold_rule, threshold_value. Checked against the family's bounds before Spark starts.",
+            section=SECTION_MODEL,
+        ),
+    }
 
 
 def sandbox_params() -> dict[str, Param]:
     """Where a run reads and writes: production defaults; tests and the demo point them somewhere private."""
     return {
         "namespace": Param(
-            "taxi",
-            type="string",
-            pattern=NAMESPACE_PATTERN,
+            DEFAULT_NAMESPACE,
+            **json_schema("namespace"),
             title="Iceberg namespace",
             description="Namespace of the output tables (iceberg.<namespace>.anomaly_scores...). The dashboards "
             "read 'taxi'.",
@@ -141,7 +137,7 @@ def sandbox_params() -> dict[str, Param]:
         "tlc_base_url": Param(
             None,
             type=["null", "string"],
-            pattern=r"^https?://[^\s/]+(/[^\s]*)?$",
+            pattern=BASE_URL_PATTERN,
             title="TLC download base URL",
             description="Where the monthly files are downloaded from; empty = Airflow Variable tap_tlc_base_url, "
             "else the TLC's CDN. The local mirror is http://127.0.0.1:<port>.",
@@ -216,16 +212,15 @@ def retrain_params() -> dict[str, Param]:
             description="How many landed months before the evaluation month to train on (1-24).",
             section=SECTION_MODEL,
         ),
-        "contamination": contamination_param(),
-        "n_estimators": n_estimators_param(),
+        **detector_params(),
         "tolerance": Param(
             0.002,
             type="number",
             minimum=0,
             maximum=0.05,
             title="Promotion tolerance",
-            description="The candidate is promoted if its calibration error on the evaluation month is at most "
-            "the promoted model's plus this (0-0.05).",
+            description="The candidate is promoted if its score on the evaluation month is at most this much "
+            "worse than the promoted model's (bucket F1 where labels exist, else calibration error; 0-0.05).",
             section=SECTION_MODEL,
         ),
         **sandbox_params(),
@@ -234,16 +229,32 @@ def retrain_params() -> dict[str, Param]:
 
 @dataclass(frozen=True)
 class Sandbox:
-    """Where a run reads and writes (production: namespace taxi, no prefix, the TLC's CDN or the Variable)."""
+    """Where a run reads and writes (production: namespace taxi, no prefix, the TLC's CDN or the Variable).
 
-    namespace: str = "taxi"
+    Every entry builds it (trigger params, asset-event extras, the REST API's confs all pass through
+    `from_params`), and it checks each value with the trigger form's own patterns: a value the form would
+    refuse is refused here too, naming the parameter (the form is not the only way in).
+    """
+
+    namespace: str = DEFAULT_NAMESPACE
     storage_prefix: str = ""
     tlc_base_url: str | None = None
 
+    def __post_init__(self) -> None:
+        contract.check_namespace(self.namespace)
+        if not isinstance(self.storage_prefix, str) or not re.fullmatch(PREFIX_PATTERN, self.storage_prefix):
+            raise ValueError(
+                f"storage_prefix must be empty or a lower-case name ending with '/', got {self.storage_prefix!r}"
+            )
+        if self.tlc_base_url is not None and (
+            not isinstance(self.tlc_base_url, str) or not re.fullmatch(BASE_URL_PATTERN, self.tlc_base_url)
+        ):
+            raise ValueError(f"tlc_base_url must be an http(s) URL, got {self.tlc_base_url!r}")
+
     @classmethod
-    def from_params(cls, params: dict[str, Any]) -> Sandbox:
+    def from_params(cls, params: Mapping[str, Any]) -> Sandbox:
         return cls(
-            namespace=params.get("namespace") or "taxi",
+            namespace=params.get("namespace") or DEFAULT_NAMESPACE,
             storage_prefix=params.get("storage_prefix") or "",
             tlc_base_url=params.get("tlc_base_url") or None,
         )
@@ -252,8 +263,7 @@ class Sandbox:
 def check_month_range(first: str, last: str) -> list[str]:
     """The months first..last; raises ValueError naming the parameters if the range is wrong."""
     for name, value in (("first_month", first), ("last_month", last)):
-        if not isinstance(value, str) or not _MONTH.match(value):
-            raise ValueError(f"{name} must be a month as YYYY-MM, got {value!r}")
+        contract.check_month(name, value)
     if last < first:
         raise ValueError(f"last_month ({last}) is before first_month ({first}): swap them")
     months = [first]

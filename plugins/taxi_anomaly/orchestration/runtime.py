@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from taxi_anomaly.orchestration.jobspec import Locations
+from taxi_anomaly.orchestration.locations import Locations
 from taxi_anomaly.orchestration.params import Sandbox
 
 if TYPE_CHECKING:

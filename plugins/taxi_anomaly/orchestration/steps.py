@@ -1,7 +1,8 @@
-"""What each DAG task does, as plain functions of plain values (the DAG files only wire them).
+"""What each DAG task does, as plain functions of typed values (the DAG files only wire them).
 
-Every function returns a JSON-able dict (the task's XCom) or raises with a message that names the trip type,
-month and what to do. Heavy libraries (pyiceberg, trino, the serving package) are imported inside.
+A month's functions take and return a `MonthRun`, the retraining's a `Retraining` (payloads.py); each raises with a
+message that names the trip type, month and what to do. Heavy libraries (pyiceberg, trino, the serving package)
+are imported inside.
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from taxi_anomaly import layout
+from taxi_anomaly.contract import AnomalyJob, Granularity, Mode, check_namespace
 from taxi_anomaly.ingest.integrity import INTEGRITY_REASONS
-from taxi_anomaly.orchestration.jobspec import SparkJob
-from taxi_anomaly.orchestration.promotion import POINTER, Decision, Evaluation, decide, pointer_document
+from taxi_anomaly.layout import POINTER
+from taxi_anomaly.orchestration.payloads import MonthRun, Retraining
+from taxi_anomaly.orchestration.promotion import Decision, Evaluation, decide, pointer_document
 
 if TYPE_CHECKING:
     from taxi_anomaly.orchestration.runtime import Runtime
@@ -33,56 +37,53 @@ class ModelNotReady(PipelineError):
 
 
 # Ingestion ---------------------------------------------------------------------------------------------------
-def ingest(runtime: Runtime, target: dict[str, str], force: bool = False) -> dict[str, Any]:
-    """Download + integrity + Great Expectations + land or quarantine (ingest_month), summarised for XCom.
+def ingest(runtime: Runtime, run: MonthRun, force: bool = False) -> MonthRun:
+    """Download + integrity + Great Expectations + land or quarantine (ingest_month), summarised in the run.
 
     Raises DownloadError (retried by Airflow) when the source stays unreachable; a quarantine is returned, not
     raised, so that the integrity or validation task fails and names the step that rejected the file.
     """
     from taxi_anomaly.ingest import ingest_month
 
-    outcome = ingest_month(target["trip_type"], target["month"], runtime.ingest_settings(), force=force)
-    return summarise_outcome(target, outcome)
+    outcome = ingest_month(run.trip_type, run.month, runtime.ingest_settings(), force=force)
+    return summarise_outcome(run, outcome)
 
 
-def summarise_outcome(target: dict[str, str], outcome: Any) -> dict[str, Any]:
+def summarise_outcome(run: MonthRun, outcome: Any) -> MonthRun:
     manifest = outcome.manifest or {}
     report = outcome.report or {}
-    return {
-        **target,
-        "status": str(outcome.status),
-        "message": outcome.message,
-        "file_name": outcome.file_name,
-        "url": outcome.url,
-        "bucket": outcome.bucket,
-        "key": outcome.key,
-        "reason": outcome.reason,
-        "warnings": list(outcome.warnings),
-        "rows": manifest.get("rows"),
-        "bytes": manifest.get("bytes") or report.get("bytes"),
-        "sha256": manifest.get("sha256") or report.get("sha256"),
-        "official": manifest.get("official"),
-        "validation": manifest.get("validation"),
-        "quarantine": {k: report.get(k) for k in ("reason", "message", "failed_expectations", "validation_report")}
+    official = manifest.get("official") or {}
+    return run.with_(
+        status=str(outcome.status),
+        message=outcome.message,
+        file_name=outcome.file_name,
+        url=outcome.url,
+        key=outcome.key,
+        reason=outcome.reason,
+        warnings=tuple(outcome.warnings),
+        rows=manifest.get("rows"),
+        sha256=manifest.get("sha256") or report.get("sha256"),
+        official_rows=official.get("rows"),
+        validation=manifest.get("validation"),
+        quarantine={k: report.get(k) for k in ("reason", "message", "failed_expectations", "validation_report")}
         if report
         else None,
-    }
+    )
 
 
-def render_data_docs(targets: list[dict[str, Any]]) -> dict[str, Any]:
+def render_data_docs(runs: list[MonthRun]) -> dict[str, Any]:
     """The GX Data Docs pages of the run's months (landed or quarantined), rendered in one process: GX is
     imported once per run here instead of once per month in the ingest tasks."""
     from taxi_anomaly.ingest.data_docs import render_months
     from taxi_anomaly.orchestration.runtime import Runtime
 
-    by_sandbox: dict[tuple, list[dict[str, Any]]] = {}
-    for target in targets:
-        by_sandbox.setdefault((target.get("storage_prefix"), target.get("tlc_base_url")), []).append(target)
+    by_sandbox: dict[Any, list[MonthRun]] = {}
+    for run in runs:
+        by_sandbox.setdefault(run.sandbox, []).append(run)
     pages: list[str] = []
-    for group in by_sandbox.values():
-        runtime = Runtime.from_params(group[0])
-        months = [(t["trip_type"], t["month"]) for t in group]
-        pages += render_months(runtime.store, runtime.ingest_settings(), months)
+    for sandbox, group in by_sandbox.items():
+        runtime = Runtime(sandbox)
+        pages += render_months(runtime.store, runtime.ingest_settings(), [(r.trip_type, r.month) for r in group])
     return {"pages": pages}
 
 
@@ -94,44 +95,33 @@ def ingest_zone_lookup(runtime: Runtime, force: bool = False) -> dict[str, Any]:
     return {"status": str(outcome.status), "message": outcome.message, "key": outcome.key}
 
 
-def integrity_result(summary: dict[str, Any]) -> dict[str, Any]:
+def integrity_result(run: MonthRun) -> dict[str, Any]:
     """The integrity step's verdict; raises if the file was quarantined by an integrity check."""
-    if summary["status"] == "quarantined" and summary.get("reason") in INTEGRITY_REASONS:
-        raise PipelineError(f"integrity check failed ({summary['reason']}): {summary['message']}")
-    official = summary.get("official") or {}
-    result = {
-        "file": summary["file_name"],
-        "status": summary["status"],
-        "bytes": summary.get("bytes"),
-        "rows": summary.get("rows"),
-        "sha256": summary.get("sha256"),
-        "official_rows": official.get("rows"),
-        "official_bytes": official.get("bytes"),
-    }
+    if run.status == "quarantined" and run.reason in INTEGRITY_REASONS:
+        raise PipelineError(f"integrity check failed ({run.reason}): {run.message}")
     log.info(
-        "%s: integrity ok (%s rows, %s bytes; TLC listing %s)",
-        summary["file_name"],
-        result["rows"],
-        result["bytes"],
-        "agrees" if official else "does not know this file",
+        "%s: integrity ok (%s rows; TLC listing %s)",
+        run.file_name,
+        run.rows,
+        f"{run.official_rows} rows" if run.official_rows is not None else "does not know this file",
     )
-    return result
+    return {"file": run.file_name, "status": run.status, "rows": run.rows, "official_rows": run.official_rows}
 
 
-def validation_result(summary: dict[str, Any]) -> dict[str, Any]:
+def validation_result(run: MonthRun) -> dict[str, Any]:
     """The Great Expectations step's verdict; raises if the file was quarantined (by validation or otherwise)."""
-    if summary["status"] == "quarantined":
-        failed = (summary.get("quarantine") or {}).get("failed_expectations")
+    if run.status == "quarantined":
+        failed = (run.quarantine or {}).get("failed_expectations")
         detail = f"; failed expectations: {failed}" if failed else ""
-        raise PipelineError(f"validation failed ({summary.get('reason')}): {summary['message']}{detail}")
-    validation = summary.get("validation") or {}
-    for warning in summary.get("warnings") or []:
-        log.warning("%s: %s", summary["file_name"], warning)
+        raise PipelineError(f"validation failed ({run.reason}): {run.message}{detail}")
+    validation = run.validation or {}
+    for warning in run.warnings:
+        log.warning("%s: %s", run.file_name, warning)
     return {
-        "file": summary["file_name"],
+        "file": run.file_name,
         "suite": validation.get("suite"),
         "passed": validation.get("passed", True),
-        "warnings": summary.get("warnings") or [],
+        "warnings": list(run.warnings),
         "report_html": validation.get("report_html"),
     }
 
@@ -147,21 +137,35 @@ def read_record(runtime: Runtime, trip_type: str, granularity: str, month: str) 
     return runtime.store.get_json(bucket, key) if runtime.store.exists(bucket, key) else None
 
 
-def needs_scoring(runtime: Runtime, summary: dict[str, Any], granularity: str = "city") -> bool:
+def needs_scoring(runtime: Runtime, run: MonthRun) -> bool:
     """A newly landed file, or a landed one that was never scored from these exact bytes."""
-    if summary["status"] == "landed":
+    if run.status == "landed":
         return True
-    if summary["status"] != "skipped_unchanged":
+    if run.status != "skipped_unchanged":
         return False
-    record = read_record(runtime, summary["trip_type"], granularity, summary["month"])
-    return record is None or record.get("sha256") != summary.get("sha256")
+    record = read_record(runtime, run.trip_type, run.granularity, run.month)
+    return record is None or record.get("sha256") != run.sha256
 
 
-def write_record(runtime: Runtime, checked: dict[str, Any], run_id: str) -> dict[str, Any]:
-    document = {**checked, "run_id": run_id, "recorded_at": datetime.now(UTC).isoformat(timespec="seconds")}
-    key = record_key(runtime, checked["trip_type"], checked["granularity"], checked["month"])
+def write_record(runtime: Runtime, run: MonthRun) -> dict[str, Any]:
+    """pipeline/scored/{trip_type}/{granularity}/{month}.json: what was scored, from which bytes, with which model."""
+    document = {
+        "trip_type": run.trip_type,
+        "month": run.month,
+        "granularity": str(run.granularity),
+        "model_version": run.model_version,
+        "sha256": run.sha256,
+        "rows": run.rows,
+        "backend": run.backend,
+        "namespace": run.sandbox.namespace,
+        "windows": run.windows,
+        "anomalies": run.anomalies,
+        "run_id": run.run_id,
+        "recorded_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    key = record_key(runtime, run.trip_type, run.granularity, run.month)
     runtime.store.put_json(runtime.locations.reports_bucket, key, document)
-    return {"bucket": runtime.locations.reports_bucket, "key": key}
+    return document
 
 
 # Models --------------------------------------------------------------------------------------------------------
@@ -172,11 +176,11 @@ def read_pointer(runtime: Runtime, trip_type: str, granularity: str) -> dict[str
 
 
 def registry_versions(runtime: Runtime, trip_type: str, granularity: str) -> dict[str, dict[str, Any]]:
-    """Complete versions (metadata.json present) -> their metadata, oldest first."""
+    """Complete versions (layout.complete_versions) -> their metadata, oldest first."""
     base = runtime.locations.models_key(trip_type, granularity) + "/"
     bucket = runtime.locations.models_bucket
-    keys = sorted(k for k in runtime.store.list_keys(bucket, base) if k.endswith("/metadata.json"))
-    return {k[len(base) :].split("/")[0]: runtime.store.get_json(bucket, k) for k in keys}
+    versions = layout.complete_versions(k[len(base) :] for k in runtime.store.list_keys(bucket, base))
+    return {v: runtime.store.get_json(bucket, f"{base}{v}/{layout.METADATA_FILE}") for v in versions}
 
 
 def resolve_model(runtime: Runtime, trip_type: str, granularity: str, requested: str) -> str:
@@ -209,30 +213,28 @@ def trained_version(runtime: Runtime, trip_type: str, granularity: str, run_id: 
 
 
 # Spark ---------------------------------------------------------------------------------------------------------
-def score_job(
-    runtime: Runtime, trip_type: str, month: str, granularity: str, model_version: str, run_id: str
-) -> SparkJob:
-    return SparkJob.build(
-        runtime.locations,
-        trip_type=trip_type,
-        granularity=granularity,
-        mode="score",
-        score_months=[month],
-        train_months=[],
+def score_job(runtime: Runtime, run: MonthRun) -> AnomalyJob:
+    if not run.model_version or not run.run_id:
+        raise PipelineError(f"{run.label}: no model version or run id to score with")
+    return runtime.locations.job(
+        trip_type=run.trip_type,
+        granularity=run.granularity,
+        mode=Mode.SCORE,
+        score_months=(run.month,),
         namespace=runtime.namespace,
-        run_id=run_id,
-        model_version=model_version,
+        run_id=run.run_id,
+        model_version=run.model_version,
     )
 
 
-def run_spark(job: SparkJob, context: Any, backend: str | None = None) -> dict[str, Any]:
-    """Run the job on the backend chosen now (Variable tap_platform) and return what was run."""
+def run_spark(job: AnomalyJob, context: Any, backend: str | None = None) -> str:
+    """Run the job on the backend chosen now (Variable tap_platform); returns the backend's name."""
     from taxi_anomaly.orchestration.backends import choose_backend
 
     chosen = choose_backend(backend)
     log.info("running %s on the %s backend", job.name, chosen.name)
     chosen.run(job, context)
-    return {"backend": chosen.name, "job": job.as_dict()}
+    return chosen.name
 
 
 # Tables: the Hive Metastore (through Iceberg's catalog) and Trino ------------------------------------------------
@@ -277,46 +279,42 @@ def hive_catalog(runtime: Runtime) -> Any:
     )
 
 
-def verify_tables(runtime: Runtime, trip_type: str, granularity: str, month: str, run_id: str) -> dict[str, Any]:
+def verify_tables(runtime: Runtime, run: MonthRun) -> dict[str, Any]:
     """The job's tables are registered in the Hive Metastore as Iceberg tables, and the month's partition of
     each holds this run's rows only. Returns rows per table (what Spark wrote) for the Trino check."""
     from pyiceberg.expressions import And, EqualTo
 
     catalog = hive_catalog(runtime)
+    namespace = check_namespace(runtime.namespace)
     found: dict[str, Any] = {}
     for table in TABLES:
-        identifier = (runtime.namespace, table)
         try:
-            loaded = catalog.load_table(identifier)
+            loaded = catalog.load_table((namespace, table))
         except Exception as err:
-            raise PipelineError(
-                f"iceberg.{runtime.namespace}.{table} is not registered in the Hive Metastore: {err}"
-            ) from err
+            raise PipelineError(f"iceberg.{namespace}.{table} is not registered in the Hive Metastore: {err}") from err
         snapshot = loaded.current_snapshot()
         if snapshot is None:
-            raise PipelineError(f"iceberg.{runtime.namespace}.{table} has no snapshot: the Spark job wrote nothing")
-        where = And(EqualTo("trip_type", trip_type), And(EqualTo("granularity", granularity), EqualTo("month", month)))
+            raise PipelineError(f"iceberg.{namespace}.{table} has no snapshot: the Spark job wrote nothing")
+        where = And(
+            EqualTo("trip_type", run.trip_type),
+            And(EqualTo("granularity", str(run.granularity)), EqualTo("month", run.month)),
+        )
         runs = loaded.scan(row_filter=where, selected_fields=("run_id",)).to_arrow().column("run_id").to_pylist()
         if not runs:
-            raise PipelineError(f"iceberg.{runtime.namespace}.{table} has no row for {trip_type} {granularity} {month}")
-        others = sorted(set(runs) - {run_id})
+            raise PipelineError(f"iceberg.{namespace}.{table} has no row for {run.label} {run.granularity}")
+        others = sorted(set(runs) - {run.run_id})
         if others:
             raise PipelineError(
-                f"iceberg.{runtime.namespace}.{table} {trip_type} {granularity} {month} holds rows of other runs "
-                f"{others[:3]} besides {run_id}: the partition was not replaced"
+                f"iceberg.{namespace}.{table} {run.label} {run.granularity} holds rows of other runs "
+                f"{others[:3]} besides {run.run_id}: the partition was not replaced"
             )
-        found[table] = {
-            "rows": len(runs),
-            "snapshot_id": snapshot.snapshot_id,
-            "metadata_location": loaded.metadata_location,
-        }
-    expected = expected_windows(granularity, month)
+        found[table] = {"rows": len(runs), "snapshot_id": snapshot.snapshot_id}
+    expected = expected_windows(run.granularity, run.month)
     if expected is not None and found["anomaly_scores"]["rows"] != expected:
         raise PipelineError(
-            f"{trip_type} {month}: {found['anomaly_scores']['rows']} city windows scored, a complete month has "
-            f"{expected}"
+            f"{run.label}: {found['anomaly_scores']['rows']} city windows scored, a complete month has {expected}"
         )
-    return {"namespace": runtime.namespace, "tables": found}
+    return found
 
 
 def trino_settings() -> Any:
@@ -332,9 +330,8 @@ def trino_counts(namespace: str, trip_type: str, granularity: str, month: str) -
     cursor = trino_settings().connect().cursor()
     for table in TABLES:
         flagged = "count_if(is_anomaly)" if table == "anomaly_scores" else "0"
-        # namespace matched NAMESPACE_PATTERN in the trigger form; the values are query parameters.
         cursor.execute(
-            f"SELECT count(*), {flagged}, count(DISTINCT run_id) FROM iceberg.{namespace}.{table} "  # noqa: S608
+            f"SELECT count(*), {flagged}, count(DISTINCT run_id) FROM {layout.sql_table(namespace, table)} "  # noqa: S608
             "WHERE trip_type = ? AND granularity = ? AND month = ?",
             [trip_type, granularity, month],
         )
@@ -343,35 +340,27 @@ def trino_counts(namespace: str, trip_type: str, granularity: str, month: str) -
     return counts
 
 
-def trino_sanity(
-    runtime: Runtime, trip_type: str, granularity: str, month: str, verified: dict[str, Any]
-) -> dict[str, Any]:
+def trino_sanity(runtime: Runtime, run: MonthRun) -> MonthRun:
     """Trino sees exactly the rows Spark wrote (as counted from the Iceberg metadata), and one run's rows."""
-    counts = trino_counts(runtime.namespace, trip_type, granularity, month)
+    counts = trino_counts(runtime.namespace, run.trip_type, run.granularity, run.month)
     problems = []
     for table, seen in counts.items():
-        wrote = verified["tables"][table]["rows"]
+        wrote = (run.tables or {})[table]["rows"]
         if seen["rows"] != wrote:
             problems.append(f"{table}: Trino reads {seen['rows']} rows, Spark wrote {wrote}")
         if seen["runs"] != 1:
             problems.append(f"{table}: {seen['runs']} run ids in the partition, expected 1")
     if problems:
-        raise PipelineError(f"Trino sanity query on {trip_type} {granularity} {month}: " + "; ".join(problems))
-    result = {
-        "trip_type": trip_type,
-        "granularity": granularity,
-        "month": month,
-        "namespace": runtime.namespace,
-        "windows": counts["anomaly_scores"]["rows"],
-        "anomalies": counts["anomaly_scores"]["anomalies"],
-        "top": top_anomalies(runtime.namespace, trip_type, granularity, month),
-    }
-    log.info(
-        "%s %s %s: %d windows, %d anomalous", trip_type, granularity, month, result["windows"], result["anomalies"]
+        raise PipelineError(f"Trino sanity query on {run.label} {run.granularity}: " + "; ".join(problems))
+    checked = run.with_(
+        windows=counts["anomaly_scores"]["rows"],
+        anomalies=counts["anomaly_scores"]["anomalies"],
+        top=tuple(top_anomalies(runtime.namespace, run.trip_type, run.granularity, run.month)),
     )
-    for row in result["top"]:
-        log.info("  %s", row)
-    return result
+    log.info("%s %s: %d windows, %d anomalous", checked.label, run.granularity, checked.windows, checked.anomalies)
+    for line in checked.top:
+        log.info("  %s", line)
+    return checked
 
 
 def top_anomalies(namespace: str, trip_type: str, granularity: str, month: str, limit: int = 5) -> list[str]:
@@ -387,88 +376,119 @@ def top_anomalies(namespace: str, trip_type: str, granularity: str, month: str, 
 
 # Retraining ----------------------------------------------------------------------------------------------------
 def landed_months(runtime: Runtime, trip_type: str) -> list[str]:
-    from taxi_anomaly.orchestration.months import landed_months_from_keys
-
-    prefix = f"{runtime.locations.prefix}tlc/{trip_type}/"
-    keys = [k for k in runtime.store.list_keys(runtime.locations.raw_bucket, prefix) if k.endswith("_manifest.json")]
-    return landed_months_from_keys(keys, trip_type)
+    prefix = f"{runtime.locations.prefix}{layout.RAW_ROOT}/{trip_type}/"
+    return layout.landed_months(runtime.store.list_keys(runtime.locations.raw_bucket, prefix), trip_type)
 
 
 def eval_namespace(runtime: Runtime, role: str) -> str:
-    return f"{runtime.namespace}{EVAL_SUFFIXES[role]}"
+    return check_namespace(f"{runtime.namespace}{EVAL_SUFFIXES[role]}")
 
 
 def plan_retraining(
-    runtime: Runtime, trip_type: str, granularity: str, window: int, holdout: str | None
-) -> dict[str, Any]:
+    runtime: Runtime,
+    trip_type: str,
+    granularity: Granularity,
+    window: int,
+    holdout: str | None,
+    detector: str,
+    detector_params: dict[str, Any],
+) -> Retraining:
+    """The training window and evaluation month, the incumbent, and the candidate's spec checked by its family
+    (a wrong override fails here, naming it, before any Spark job starts)."""
+    from taxi_anomaly.detectors import SpecError, resolve_spec
     from taxi_anomaly.orchestration.months import training_window
 
+    try:
+        resolve_spec(detector, granularity, detector_params)
+    except SpecError as err:
+        raise PipelineError(f"{trip_type} {granularity}: {err}") from err
     try:
         plan = training_window(landed_months(runtime, trip_type), window, holdout)
     except ValueError as err:
         raise PipelineError(f"{trip_type}: {err}") from err
     pointer = read_pointer(runtime, trip_type, granularity)
-    return {"trip_type": trip_type, "granularity": granularity, **plan, "incumbent": (pointer or {}).get("version")}
+    return Retraining(
+        trip_type=trip_type,
+        granularity=granularity,
+        sandbox=runtime.sandbox,
+        train_months=tuple(plan["train_months"]),
+        holdout_month=plan["holdout_month"],
+        incumbent=(pointer or {}).get("version"),
+        detector=detector,
+        detector_params=dict(detector_params),
+    )
 
 
-def candidate_job(
-    runtime: Runtime, plan: dict[str, Any], contamination: float | None, n_estimators: int, run_id: str
-) -> SparkJob:
+def candidate_job(runtime: Runtime, plan: Retraining, run_id: str) -> AnomalyJob:
     """Train on the window and score the evaluation month into the candidate's evaluation namespace."""
-    return SparkJob.build(
-        runtime.locations,
-        trip_type=plan["trip_type"],
-        granularity=plan["granularity"],
-        mode="train-and-score",
-        train_months=plan["train_months"],
-        score_months=[plan["holdout_month"]],
+    return runtime.locations.job(
+        trip_type=plan.trip_type,
+        granularity=plan.granularity,
+        mode=Mode.TRAIN_AND_SCORE,
+        train_months=plan.train_months,
+        score_months=(plan.holdout_month,),
         namespace=eval_namespace(runtime, "candidate"),
+        evaluations_namespace=runtime.namespace,
         run_id=run_id,
-        contamination=contamination,
-        n_estimators=n_estimators,
+        detector=plan.detector,
+        detector_params=plan.detector_params,
     )
 
 
-def incumbent_job(runtime: Runtime, plan: dict[str, Any], run_id: str) -> SparkJob:
-    return SparkJob.build(
-        runtime.locations,
-        trip_type=plan["trip_type"],
-        granularity=plan["granularity"],
-        mode="score",
-        score_months=[plan["holdout_month"]],
-        train_months=[],
+def incumbent_job(runtime: Runtime, plan: Retraining, run_id: str) -> AnomalyJob:
+    if not plan.incumbent:
+        raise PipelineError(f"{plan.label}: no incumbent to score")
+    return runtime.locations.job(
+        trip_type=plan.trip_type,
+        granularity=plan.granularity,
+        mode=Mode.SCORE,
+        score_months=(plan.holdout_month,),
         namespace=eval_namespace(runtime, "incumbent"),
+        evaluations_namespace=runtime.namespace,
         run_id=run_id,
-        model_version=plan["incumbent"],
+        model_version=plan.incumbent,
     )
 
 
-def evaluation(runtime: Runtime, plan: dict[str, Any], role: str, version: str) -> Evaluation:
-    namespace = eval_namespace(runtime, role)
-    counts = trino_counts(namespace, plan["trip_type"], plan["granularity"], plan["holdout_month"])["anomaly_scores"]
-    meta = registry_versions(runtime, plan["trip_type"], plan["granularity"]).get(version, {})
-    contamination = float((meta.get("params") or {}).get("contamination", 0.03))
-    return Evaluation(version, plan["holdout_month"], counts["rows"], counts["anomalies"], contamination)
+def evaluation(runtime: Runtime, plan: Retraining, version: str, run_id: str) -> Evaluation:
+    """The evaluation the Spark job wrote for `version` on the holdout month in this run (model_evaluations)."""
+    from taxi_anomaly.orchestration.promotion import EVALUATION_COLUMNS
+
+    table = layout.sql_table(runtime.namespace, layout.EVALUATIONS_TABLE)
+    cursor = trino_settings().connect().cursor()
+    cursor.execute(
+        f"SELECT {', '.join(EVALUATION_COLUMNS)} FROM {table} "  # noqa: S608 - quoted identifiers, parameters
+        "WHERE model_version = ? AND trip_type = ? AND granularity = ? AND month = ? AND run_id = ?",
+        [version, plan.trip_type, str(plan.granularity), plan.holdout_month, run_id],
+    )
+    rows = cursor.fetchall()
+    if not rows:
+        raise PipelineError(
+            f"{plan.label}: no evaluation of {version} on {plan.holdout_month} in {table} for run {run_id}"
+        )
+    return Evaluation.from_row(dict(zip(EVALUATION_COLUMNS, rows[0], strict=True)))
 
 
-def evaluate_and_promote(
-    runtime: Runtime, plan: dict[str, Any], candidate: str, tolerance: float, run_id: str
-) -> dict[str, Any]:
-    """Compare candidate and incumbent on the evaluation month; write promoted.json if the candidate wins."""
-    challenger = evaluation(runtime, plan, "candidate", candidate)
-    incumbent = evaluation(runtime, plan, "incumbent", plan["incumbent"]) if plan.get("incumbent") else None
+def evaluate_and_promote(runtime: Runtime, plan: Retraining, tolerance: float, run_id: str) -> dict[str, Any]:
+    """Compare candidate and incumbent on the evaluation month (bucket F1 where the month is labelled, else
+    calibration); write promoted.json if the candidate is not worse."""
+    if not plan.candidate:
+        raise PipelineError(f"{plan.label}: the candidate training saved no version")
+    challenger = evaluation(runtime, plan, plan.candidate, run_id)
+    incumbent = evaluation(runtime, plan, plan.incumbent, run_id) if plan.incumbent else None
     decision: Decision = decide(challenger, incumbent, tolerance)
-    trip_type, granularity = plan["trip_type"], plan["granularity"]
-    report = {**decision.as_dict(), "plan": plan, "run_id": run_id}
-    report_key = runtime.locations.report_key("evaluations", trip_type, granularity, f"{candidate}.json")
+    report = {**decision.as_dict(), "plan": plan.to_xcom(), "run_id": run_id}
+    report_key = runtime.locations.report_key(
+        "evaluations", plan.trip_type, str(plan.granularity), f"{plan.candidate}.json"
+    )
     runtime.store.put_json(runtime.locations.reports_bucket, report_key, report)
     if decision.promote:
-        previous = read_pointer(runtime, trip_type, granularity)
-        pointer_key = runtime.locations.models_key(trip_type, granularity, POINTER)
+        previous = read_pointer(runtime, plan.trip_type, plan.granularity)
+        pointer_key = runtime.locations.models_key(plan.trip_type, plan.granularity, POINTER)
         runtime.store.put_json(
             runtime.locations.models_bucket, pointer_key, pointer_document(decision, previous, run_id)
         )
-        log.info("promoted %s/%s %s: %s", trip_type, granularity, candidate, decision.reason)
+        log.info("promoted %s %s: %s", plan.label, plan.candidate, decision.reason)
     else:
-        log.warning("kept %s/%s %s: %s", trip_type, granularity, plan.get("incumbent"), decision.reason)
+        log.warning("kept %s %s: %s", plan.label, plan.incumbent, decision.reason)
     return {**report, "report_key": report_key}

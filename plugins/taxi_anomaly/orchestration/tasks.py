@@ -1,9 +1,10 @@
 """The platform's Airflow tasks: thin wrappers that read the run's context and call `steps`.
 
 Each task has its kind's retries, delay and timeout (policies.py) and, when mapped, a map index label such as
-"green 2024-01". Outcomes that no retry can change (a wrong parameter, a quarantined file, no model) fail with
-AirflowFailException: no retry, one alert, a message that says what to do. A month the TLC has not published
-yet is a skip, not a failure.
+"green 2024-01". Tasks hand each other typed payloads (payloads.py: a MonthRun per month, a Retraining per model),
+as JSON in XCom. Outcomes that no retry can change (a wrong parameter, a quarantined file, no model) fail with
+AirflowFailException: no retry, one alert, a message that says what to do. A month the TLC has not published yet
+is a skip, not a failure.
 """
 
 from __future__ import annotations
@@ -17,16 +18,30 @@ from taxi_anomaly.orchestration.assets import RAW_ASSETS, RAW_LANDED_ALIAS
 from taxi_anomaly.orchestration.policies import policy
 
 LABEL = "{{ target_label }}"
+XCom = dict[str, Any]
 
 
-def _runtime(values: dict[str, Any]):
+def _runtime(sandbox: Any):
     from taxi_anomaly.orchestration.runtime import Runtime
 
-    return Runtime.from_params(values)
+    return Runtime(sandbox)
 
 
-def _label(target: dict[str, Any]) -> None:
-    get_current_context()["target_label"] = target.get("label", "")  # type: ignore[typeddict-unknown-key]
+def _month(value: XCom):
+    """The MonthRun a task received, labelled in the UI."""
+    from taxi_anomaly.orchestration.payloads import MonthRun
+
+    run = MonthRun.from_xcom(value)
+    get_current_context()["target_label"] = run.label  # type: ignore[typeddict-unknown-key]
+    return run
+
+
+def _retraining(value: XCom):
+    from taxi_anomaly.orchestration.payloads import Retraining
+
+    plan = Retraining.from_xcom(value)
+    get_current_context()["target_label"] = plan.label  # type: ignore[typeddict-unknown-key]
+    return plan
 
 
 def _fail(err: Exception):
@@ -41,98 +56,111 @@ def _skip(message: str):
     return AirflowSkipException(message)
 
 
-def _sandbox(params: dict[str, Any]) -> dict[str, Any]:
-    from dataclasses import asdict
-
+def _sandbox(params: dict[str, Any]):
+    """The run's sandbox, checked: a run conf from the REST API skips the trigger form's checks."""
     from taxi_anomaly.orchestration.params import Sandbox
 
-    return asdict(Sandbox.from_params(params))
+    try:
+        return Sandbox.from_params(params)
+    except ValueError as err:
+        raise _fail(err) from err
 
 
 # Planning -------------------------------------------------------------------------------------------------------
 @task(task_id="plan_months", **policy("plan"))
-def plan_backfill(params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def plan_backfill(params: dict[str, Any] | None = None) -> list[XCom]:
     """(trip type, month) pairs of the requested range, each with the run's sandbox."""
-    from taxi_anomaly.orchestration.months import backfill_targets
+    from taxi_anomaly.orchestration.months import backfill_runs
 
     params = params or {}
     try:
-        targets = backfill_targets(params["trip_types"], params["first_month"], params["last_month"])
+        runs = backfill_runs(
+            params.get("trip_types") or [],
+            params.get("first_month"),  # type: ignore[arg-type]
+            params.get("last_month"),  # type: ignore[arg-type]
+            _sandbox(params),
+            params.get("granularity", "city"),
+        )
     except ValueError as err:
         raise _fail(err) from err
-    sandbox = _sandbox(params)
-    return [{**t, **sandbox, "granularity": params.get("granularity", "city")} for t in targets]
+    return [r.to_xcom() for r in runs]
 
 
 @task(task_id="plan_months", **policy("plan"))
-def plan_daily(params: dict[str, Any] | None = None, logical_date: Any = None) -> list[dict[str, Any]]:
+def plan_daily(params: dict[str, Any] | None = None, logical_date: Any = None) -> list[XCom]:
     """The look-back months before the run's date, for every trip type."""
     from datetime import UTC, datetime
 
-    from taxi_anomaly.orchestration.months import candidate_months, targets
+    from taxi_anomaly.orchestration.months import candidate_months, month_runs
 
     params = params or {}
     day = (logical_date or datetime.now(UTC)).date()
-    months = candidate_months(day, int(params.get("lookback_months", 4)))
-    sandbox = _sandbox(params)
-    return [{**t, **sandbox} for t in targets(params["trip_types"], months)]
+    try:
+        months = candidate_months(day, int(params.get("lookback_months", 4)))
+        runs = month_runs(params.get("trip_types") or [], months, _sandbox(params))
+    except ValueError as err:
+        raise _fail(err) from err
+    return [r.to_xcom() for r in runs]
 
 
 @task(task_id="plan_months", **policy("plan"))
-def plan_from_assets(params: dict[str, Any] | None = None, triggering_asset_events: Any = None) -> list[dict]:
-    """The months the triggering 'raw month landed' events list."""
+def plan_from_assets(params: dict[str, Any] | None = None, triggering_asset_events: Any = None) -> list[XCom]:
+    """The months the triggering 'raw month landed' events list (each event's extra checked)."""
     from taxi_anomaly.orchestration.assets import targets_from_events
 
-    found = targets_from_events(triggering_asset_events)
+    try:
+        found = targets_from_events(triggering_asset_events, (params or {}).get("granularity", "city"))
+    except ValueError as err:
+        raise _fail(err) from err
     if not found:
         raise _skip("the triggering asset events list no month to score")
-    granularity = (params or {}).get("granularity", "city")
-    return [{**t, "granularity": granularity} for t in found]
+    return [r.to_xcom() for r in found]
 
 
 # Ingestion ------------------------------------------------------------------------------------------------------
 @task(task_id="download", map_index_template=LABEL, max_active_tis_per_dagrun=2, **policy("download"))
-def download(target: dict[str, Any], params: dict[str, Any] | None = None) -> dict[str, Any]:
+def download(target: XCom, params: dict[str, Any] | None = None) -> XCom:
     """ingest_month: download, integrity, validation, land or quarantine. Not published yet -> skipped."""
     from taxi_anomaly.orchestration import steps
 
-    _label(target)
-    summary = steps.ingest(_runtime(target), target, force=bool((params or {}).get("force_download")))
-    if summary["status"] == "not_published":
-        raise _skip(summary["message"])
-    return {**target, **summary}
+    run = _month(target)
+    ingested = steps.ingest(_runtime(run.sandbox), run, force=bool((params or {}).get("force_download")))
+    if ingested.status == "not_published":
+        raise _skip(ingested.message or f"{run.label} is not published")
+    return ingested.to_xcom()
 
 
 @task(task_id="integrity_check", map_index_template=LABEL, **policy("check"))
-def integrity_check(summary: dict[str, Any]) -> dict[str, Any]:
+def integrity_check(ingested: XCom) -> XCom:
     from taxi_anomaly.orchestration import steps
 
-    _label(summary)
+    run = _month(ingested)
     try:
-        steps.integrity_result(summary)
+        steps.integrity_result(run)
     except steps.PipelineError as err:
         raise _fail(err) from err
-    return summary
+    return run.to_xcom()
 
 
 @task(task_id="gx_validation", map_index_template=LABEL, **policy("check"))
-def gx_validation(summary: dict[str, Any]) -> dict[str, Any]:
+def gx_validation(ingested: XCom) -> XCom:
     from taxi_anomaly.orchestration import steps
 
-    _label(summary)
+    run = _month(ingested)
     try:
-        result = steps.validation_result(summary)
+        steps.validation_result(run)
     except steps.PipelineError as err:
         raise _fail(err) from err
-    return {**summary, "gx": result}
+    return run.to_xcom()
 
 
 @task(task_id="render_data_docs", trigger_rule=TriggerRule.ALL_DONE, **policy("record"))
-def render_data_docs(targets: list[dict[str, Any]]) -> dict[str, Any]:
+def render_data_docs(targets: list[XCom]) -> dict[str, Any]:
     """GX Data Docs pages of every month of the run that was validated (landed or quarantined), once per run."""
     from taxi_anomaly.orchestration import steps
+    from taxi_anomaly.orchestration.payloads import MonthRun
 
-    return steps.render_data_docs(targets)
+    return steps.render_data_docs([MonthRun.from_xcom(t) for t in targets])
 
 
 @task(task_id="zone_lookup", **policy("download"))
@@ -141,7 +169,7 @@ def zone_lookup(params: dict[str, Any] | None = None) -> dict[str, Any]:
     from taxi_anomaly.orchestration import steps
 
     params = params or {}
-    return steps.ingest_zone_lookup(_runtime(params), force=bool(params.get("force_download")))
+    return steps.ingest_zone_lookup(_runtime(_sandbox(params)), force=bool(params.get("force_download")))
 
 
 # Most months of a look-back are not published (skipped): announce whatever landed, unless something failed.
@@ -151,18 +179,26 @@ def zone_lookup(params: dict[str, Any] | None = None) -> dict[str, Any]:
     trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,
     **policy("record"),
 )
-def announce_landed(validated: list[dict[str, Any]], outlet_events: Any = None) -> dict[str, list[str]]:
+def announce_landed(validated: list[XCom | None], outlet_events: Any = None) -> dict[str, list[str]]:
     """One asset event per trip type that has months to score (new, changed, or never scored)."""
     from taxi_anomaly.orchestration import steps
+    from taxi_anomaly.orchestration.payloads import MonthRun
 
-    months: dict[tuple, list[str]] = {}
-    for summary in validated:
-        if summary and steps.needs_scoring(_runtime(summary), summary):
-            key = (summary["trip_type"], summary["namespace"], summary["storage_prefix"], summary["tlc_base_url"])
-            months.setdefault(key, []).append(summary["month"])
+    months: dict[tuple[str, Any], list[str]] = {}
+    for value in validated:
+        if not value:
+            continue
+        run = MonthRun.from_xcom(value)
+        if steps.needs_scoring(_runtime(run.sandbox), run):
+            months.setdefault((run.trip_type, run.sandbox), []).append(run.month)
     announced: dict[str, list[str]] = {}
-    for (trip_type, namespace, prefix, base_url), found in sorted(months.items()):
-        extra = {"months": sorted(found), "namespace": namespace, "storage_prefix": prefix, "tlc_base_url": base_url}
+    for (trip_type, sandbox), found in sorted(months.items(), key=lambda item: (item[0][0], item[0][1].namespace)):
+        extra = {
+            "months": sorted(found),
+            "namespace": sandbox.namespace,
+            "storage_prefix": sandbox.storage_prefix,
+            "tlc_base_url": sandbox.tlc_base_url,
+        }
         outlet_events[RAW_LANDED_ALIAS].add(RAW_ASSETS[trip_type], extra=extra)
         announced[trip_type] = sorted(found)
     if not announced:
@@ -172,75 +208,65 @@ def announce_landed(validated: list[dict[str, Any]], outlet_events: Any = None) 
 
 # Scoring --------------------------------------------------------------------------------------------------------
 @task(task_id="resolve_model", map_index_template=LABEL, **policy("plan"))
-def resolve_model(checked: dict[str, Any], params: dict[str, Any] | None = None) -> dict[str, Any]:
+def resolve_model(checked: XCom, params: dict[str, Any] | None = None) -> XCom:
     """The model version to score with ('promoted' -> the pointer). Skipped when the run only ingests."""
+    import re
+
+    from taxi_anomaly.contract import VERSION_REF_PATTERN
     from taxi_anomaly.orchestration import steps
 
-    _label(checked)
+    run = _month(checked)
     params = params or {}
     if not params.get("score", True):
         raise _skip("score is off for this run: the month is landed and validated only")
-    granularity = checked.get("granularity") or params.get("granularity", "city")
+    requested = params.get("model_version", "promoted")
+    if not isinstance(requested, str) or not re.fullmatch(VERSION_REF_PATTERN, requested):
+        raise _fail(ValueError(f"model_version must be 'promoted', 'latest' or a version name, got {requested!r}"))
     try:
-        version = steps.resolve_model(
-            _runtime(checked), checked["trip_type"], granularity, params.get("model_version", "promoted")
-        )
+        version = steps.resolve_model(_runtime(run.sandbox), run.trip_type, run.granularity, requested)
     except steps.ModelNotReady as err:
         raise _fail(err) from err
-    return {**checked, "granularity": granularity, "model_version": version}
+    return run.with_(model_version=version).to_xcom()
 
 
 @task(task_id="spark_anomaly_job", map_index_template=LABEL, max_active_tis_per_dag=1, **policy("spark"))
-def spark_score(resolved: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
+def spark_score(resolved: XCom, run_id: str | None = None) -> XCom:
     """The Spark job in score mode for one month, on the backend the Variable tap_platform names."""
     from taxi_anomaly.orchestration import steps
 
-    _label(resolved)
-    runtime = _runtime(resolved)
-    job = steps.score_job(
-        runtime, resolved["trip_type"], resolved["month"], resolved["granularity"], resolved["model_version"], run_id
-    )
-    ran = steps.run_spark(job, get_current_context())
-    return {**resolved, "run_id": run_id, "backend": ran["backend"]}
+    run = _month(resolved).with_(run_id=run_id)
+    backend = steps.run_spark(steps.score_job(_runtime(run.sandbox), run), get_current_context())
+    return run.with_(backend=backend).to_xcom()
 
 
 @task(task_id="verify_iceberg_tables", map_index_template=LABEL, **policy("catalog"))
-def verify_tables(scored: dict[str, Any]) -> dict[str, Any]:
+def verify_tables(scored: XCom) -> XCom:
     from taxi_anomaly.orchestration import steps
 
-    _label(scored)
+    run = _month(scored)
     try:
-        verified = steps.verify_tables(
-            _runtime(scored), scored["trip_type"], scored["granularity"], scored["month"], scored["run_id"]
-        )
+        found = steps.verify_tables(_runtime(run.sandbox), run)
     except steps.PipelineError as err:
         raise _fail(err) from err
-    return {**scored, "verified": verified}
+    return run.with_(tables=found).to_xcom()
 
 
 @task(task_id="trino_sanity_query", map_index_template=LABEL, **policy("catalog"))
-def trino_sanity(verified: dict[str, Any]) -> dict[str, Any]:
+def trino_sanity(verified: XCom) -> XCom:
     from taxi_anomaly.orchestration import steps
 
-    _label(verified)
-    result = steps.trino_sanity(
-        _runtime(verified), verified["trip_type"], verified["granularity"], verified["month"], verified["verified"]
-    )
-    return {**verified, "trino": result}
+    run = _month(verified)
+    return steps.trino_sanity(_runtime(run.sandbox), run).to_xcom()
 
 
 @task(task_id="record_scored_month", map_index_template=LABEL, **policy("record"))
-def record_scored(checked: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
+def record_scored(checked: XCom) -> dict[str, Any]:
     """pipeline/scored/{trip_type}/{granularity}/{month}.json in the reports bucket: what was scored, from which
     file (sha256), with which model; the daily run re-scores a month only if its file changed."""
     from taxi_anomaly.orchestration import steps
 
-    _label(checked)
-    keep = ("trip_type", "month", "granularity", "model_version", "sha256", "rows", "backend", "namespace")
-    document = {k: checked.get(k) for k in keep}
-    document.update({"windows": checked["trino"]["windows"], "anomalies": checked["trino"]["anomalies"]})
-    steps.write_record(_runtime(checked), document, run_id or "")
-    return document
+    run = _month(checked)
+    return steps.write_record(_runtime(run.sandbox), run)
 
 
 def refresh_dashboards(upstream: Any):
@@ -256,64 +282,76 @@ def refresh_dashboards(upstream: Any):
 # Retraining -----------------------------------------------------------------------------------------------------
 @task(task_id="plan_trip_types", **policy("plan"))
 def trip_types(params: dict[str, Any] | None = None) -> list[str]:
-    """The trip types of the run (the form checked them against the enum)."""
-    return list((params or {})["trip_types"])
+    """The trip types of the run, checked (a REST conf skips the form's enum)."""
+    from taxi_anomaly.tlc import TRIP_TYPES
+
+    chosen = list((params or {}).get("trip_types") or [])
+    wrong = [t for t in chosen if t not in TRIP_TYPES]
+    if not chosen or wrong:
+        raise _fail(ValueError(f"trip_types must be a non-empty list of {', '.join(TRIP_TYPES)}, got {chosen!r}"))
+    return chosen
 
 
 @task(task_id="plan_training_window", map_index_template=LABEL, **policy("plan"))
-def plan_retraining(trip_type: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+def plan_retraining(trip_type: str, params: dict[str, Any] | None = None) -> XCom:
+    from taxi_anomaly.contract import Granularity
     from taxi_anomaly.orchestration import steps
 
     params = params or {}
-    get_current_context()["target_label"] = trip_type  # type: ignore[typeddict-unknown-key]
-    runtime = _runtime(params)
+    get_current_context()["target_label"] = f"{trip_type} {params.get('granularity')}"  # type: ignore[typeddict-unknown-key]
     try:
+        granularity = Granularity(params.get("granularity", "city"))
+        window = int(params.get("train_window_months", 3))
         plan = steps.plan_retraining(
-            runtime, trip_type, params["granularity"], int(params["train_window_months"]), params.get("holdout_month")
+            _runtime(_sandbox(params)),
+            trip_type,
+            granularity,
+            window,
+            params.get("holdout_month"),
+            params.get("detector") or "isolation_forest",
+            dict(params.get("detector_params") or {}),
         )
-    except steps.PipelineError as err:
+    except (steps.PipelineError, ValueError, TypeError) as err:
         raise _fail(err) from err
-    return {**plan, **_sandbox(params), "label": f"{trip_type} {params['granularity']}"}
+    return plan.to_xcom()
 
 
 @task(task_id="train_candidate", map_index_template=LABEL, max_active_tis_per_dag=1, **policy("spark"))
-def train_candidate(plan: dict[str, Any], params: dict[str, Any] | None = None, run_id: str | None = None) -> dict:
+def train_candidate(planned: XCom, run_id: str | None = None) -> XCom:
     """Train on the window and score the evaluation month (evaluation namespace <namespace>_candidate)."""
     from taxi_anomaly.orchestration import steps
 
-    _label(plan)
-    params = params or {}
-    runtime = _runtime(plan)
-    contamination = params.get("contamination")
-    contamination = None if contamination is None else float(contamination)
-    job = steps.candidate_job(runtime, plan, contamination, int(params["n_estimators"]), run_id)
-    steps.run_spark(job, get_current_context())
-    version = steps.trained_version(runtime, plan["trip_type"], plan["granularity"], run_id)
-    return {**plan, "candidate": version}
+    plan = _retraining(planned)
+    runtime = _runtime(plan.sandbox)
+    steps.run_spark(steps.candidate_job(runtime, plan, run_id or ""), get_current_context())
+    version = steps.trained_version(runtime, plan.trip_type, plan.granularity, run_id or "")
+    return plan.with_(candidate=version).to_xcom()
 
 
 @task(task_id="score_incumbent", map_index_template=LABEL, max_active_tis_per_dag=1, **policy("spark"))
-def score_incumbent(plan: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
+def score_incumbent(planned: XCom, run_id: str | None = None) -> XCom:
     """Score the evaluation month with the promoted model (namespace <namespace>_incumbent)."""
     from taxi_anomaly.orchestration import steps
 
-    _label(plan)
-    if not plan.get("incumbent"):
-        return {**plan, "incumbent_scored": False}
-    steps.run_spark(steps.incumbent_job(_runtime(plan), plan, run_id), get_current_context())
-    return {**plan, "incumbent_scored": True}
+    plan = _retraining(planned)
+    if not plan.incumbent:
+        return plan.to_xcom()
+    steps.run_spark(steps.incumbent_job(_runtime(plan.sandbox), plan, run_id or ""), get_current_context())
+    return plan.with_(incumbent_scored=True).to_xcom()
 
 
 @task(task_id="evaluate_and_promote", map_index_template=LABEL, **policy("catalog"))
 def evaluate_and_promote(
-    candidate: dict[str, Any],
-    incumbent: dict[str, Any],
+    candidate: XCom,
+    incumbent: XCom,
     params: dict[str, Any] | None = None,
     run_id: str | None = None,
 ) -> dict[str, Any]:
     from taxi_anomaly.orchestration import steps
 
-    _label(candidate)
-    return steps.evaluate_and_promote(
-        _runtime(candidate), incumbent, candidate["candidate"], float((params or {}).get("tolerance", 0.002)), run_id
-    )
+    plan = _retraining(candidate).with_(incumbent_scored=_retraining(incumbent).incumbent_scored)
+    try:
+        tolerance = float((params or {}).get("tolerance", 0.002))
+        return steps.evaluate_and_promote(_runtime(plan.sandbox), plan, tolerance, run_id or "")
+    except steps.PipelineError as err:
+        raise _fail(err) from err

@@ -284,14 +284,14 @@ def main(argv: list[str] | None = None) -> int:
     s3 = None
     source = args.file
     if args.month or (source or "").startswith("s3://"):
-        from taxi_anomaly import tlc
+        from taxi_anomaly import layout, tlc
         from taxi_anomaly.ingest.settings import S3Settings
         from taxi_anomaly.ingest.storage import ObjectStore
 
         s3 = ObjectStore(S3Settings.from_env())
         if args.month:
             raw_bucket = json.loads(os.environ["AIRFLOW_CONN_TAP_S3"])["extra"]["raw_bucket"]
-            source = f"s3://{raw_bucket}/{tlc.raw_key(args.trip_type, tlc.YearMonth.parse(args.month))}"
+            source = f"s3://{raw_bucket}/{layout.raw_key(args.trip_type, tlc.YearMonth.parse(args.month))}"
     try:
         table = read_table(source, s3)
     except ReplayError as exc:

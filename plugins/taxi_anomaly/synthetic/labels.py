@@ -11,13 +11,13 @@ from pathlib import Path
 
 from taxi_anomaly.synthetic.episodes import Episode
 from taxi_anomaly.synthetic.timeline import SLOT_MINUTES
-from taxi_anomaly.tlc import YearMonth, check_trip_type
+from taxi_anomaly.tlc import YearMonth, check_trip_type, file_name
 
 LABELS_FORMAT = "taxi-anomaly-synthetic-labels/1"
 
 
 def labels_file_name(trip_type: str, month: YearMonth) -> str:
-    return f"{check_trip_type(trip_type)}_tripdata_{month}.labels.json"
+    return file_name(check_trip_type(trip_type), month, ".labels.json")
 
 
 @dataclass(frozen=True)
