@@ -33,9 +33,10 @@ status:  ## each service's health, PIDs and URLs
 logs:  ## where the logs are
 	$(PLATFORM) logs
 
-lint: setup  ## ruff over the whole tree (dags/ also bans heavy module-level imports)
+lint: setup  ## ruff over the whole tree (dags/ also bans heavy module-level imports), mypy (pyproject.toml)
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+	.venv/bin/mypy
 
 test: setup lint  ## the test suite; starts the platform for the tests that need it and stops it afterwards
 	$(VENV_PY) -m pytest

@@ -231,7 +231,9 @@ def main() -> None:
     from pyspark.sql import SparkSession
 
     from anomaly_detection import tables
-    from anomaly_detection.args import parse_args
+    from taxi_anomaly.contract import AnomalyJob
+
+    parse_args = AnomalyJob.from_argv
     from anomaly_detection.job import main as job_main
     from anomaly_detection.job import score, train_bundle, window_features, window_table
 
@@ -311,7 +313,7 @@ def main() -> None:
         bundle, _ = train_bundle(spark, zone_args)
         # The job's scoring step: the features (cached first) -> the anomaly_scores rows (score, label,
         # top features, explanation); the first call pays the Python workers' start (imports, unpickling).
-        kept = [*tables.SCORES_FROM_FEATURES, *bundle.model.features]  # what scoring reads of the features
+        kept = [*tables.SCORES_FROM_FEATURES, *bundle.detector.features]  # what scoring reads of the features
         windows = window_table(spark, zone_args, zone_args.score_months).cache()  # lags read it three times
         features = window_features(spark, zone_args, bundle, windows).select(*kept).cache()
         n_windows = features.count()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from airflow.sdk import dag, task
 
@@ -34,17 +35,18 @@ connection and makes a real request: list buckets, list metastore databases, `SH
 A red task names the service that is down.
 """,
 )
-def platform_health():
+def platform_health() -> None:
     for name, conn_id in CHECKS.items():
 
         @task(task_id=f"check_{name}")
-        def check(service: str = name, connection_id: str = conn_id):
+        def check(service: str = name, connection_id: str = conn_id) -> dict[str, Any]:
             from airflow.sdk import BaseHook
 
             from taxi_anomaly import health
 
             endpoint = health.ServiceEndpoint.from_connection(BaseHook.get_connection(connection_id))
-            return getattr(health, f"check_{service}")(endpoint)
+            result: dict[str, Any] = getattr(health, f"check_{service}")(endpoint)
+            return result
 
         check()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from airflow.sdk import dag, task_group
 
@@ -39,12 +40,12 @@ job → Iceberg tables verified in the Hive Metastore → Trino sanity query →
 Docs: `docs/orchestration.md`.
 """,
 )
-def tap_backfill():
+def tap_backfill() -> None:
     plan = tasks.plan_backfill()
     data_docs = tasks.render_data_docs(plan)  # once per run, after every month's validation
 
     @task_group(group_id="month")
-    def month(target):
+    def month(target: Any) -> Any:
         checked = tasks.gx_validation(tasks.integrity_check(tasks.download(target)))
         checked >> data_docs
         scored = tasks.spark_score(tasks.resolve_model(checked))

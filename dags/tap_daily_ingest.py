@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from airflow.sdk import dag, task_group
 
@@ -33,9 +34,9 @@ Months that landed (new or republished), or landed but never scored, are announc
 Docs: `docs/orchestration.md`.
 """,
 )
-def tap_daily_ingest():
+def tap_daily_ingest() -> None:
     @task_group(group_id="month")
-    def month(target):
+    def month(target: Any) -> Any:
         return tasks.gx_validation(tasks.integrity_check(tasks.download(target)))
 
     plan = tasks.plan_daily()

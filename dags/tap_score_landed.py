@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from airflow.sdk import dag, task_group
 
@@ -33,9 +34,9 @@ Superset refresh. Spark runs where the Airflow Variable `tap_platform` says (`lo
 Docs: `docs/orchestration.md`.
 """,
 )
-def tap_score_landed():
+def tap_score_landed() -> None:
     @task_group(group_id="month")
-    def month(target):
+    def month(target: Any) -> Any:
         scored = tasks.spark_score(tasks.resolve_model(target))
         return tasks.record_scored(tasks.trino_sanity(tasks.verify_tables(scored)))
 

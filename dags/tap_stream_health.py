@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from airflow.sdk import Param, dag, task
 
@@ -33,16 +34,17 @@ compares them with the end offsets of the topic it reads (trips, or the window s
 events behind.
 """,
 )
-def tap_stream_health():
+def tap_stream_health() -> None:
     for query, topic in QUERY_TOPICS.items():
 
         @task(task_id=f"check_{query}", retries=0)
-        def check(query_name: str = query, topic_name: str = topic, params=None) -> str:
+        def check(query_name: str = query, topic_name: str = topic, params: dict[str, Any] | None = None) -> str:
             from airflow.sdk import BaseHook
 
             from taxi_anomaly.streaming.progress import check_stream, progress_group, read_lag
             from taxi_anomaly.streaming.settings import KafkaSettings
 
+            params = params or {}
             settings = KafkaSettings.from_connection(BaseHook.get_connection("tap_kafka_streaming"))
             group = progress_group(params["trip_type"], params["granularity"], query_name)
             return check_stream(read_lag(settings, group, topic_name), params["max_lag"], params["max_silence_s"])

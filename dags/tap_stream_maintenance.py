@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from airflow.sdk import Param, dag, task
 
@@ -25,7 +26,7 @@ Trino as the platform admin: `optimize` (files under 64 MB rewritten), `expire_s
 `remove_orphan_files` (7 days). Each task returns the data-file and snapshot counts before and after.
 """,
 )
-def tap_stream_maintenance():
+def tap_stream_maintenance() -> None:
     @task
     def stream_tables() -> list[str]:
         from anomaly_detection import tables
@@ -33,14 +34,15 @@ def tap_stream_maintenance():
         return list(tables.STREAM_TABLE_DDL)
 
     @task(execution_timeout=timedelta(minutes=30))
-    def compact(table: str, params=None) -> dict:
+    def compact(table: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         from airflow.sdk import BaseHook
 
         from taxi_anomaly.serving.trino_client import TrinoSettings
         from taxi_anomaly.streaming.maintenance import compact_table
 
+        params = params or {}
         settings = TrinoSettings.from_connection(BaseHook.get_connection("tap_trino"))
-        connection = settings.connect()
+        connection: Any = settings.connect()
         try:
             return compact_table(connection, params["namespace"], table).as_dict()
         finally:

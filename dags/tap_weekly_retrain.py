@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from airflow.sdk import dag, task_group
 
@@ -34,9 +35,9 @@ candidate becomes `promoted.json` only if it is not worse (within **tolerance**)
 Docs: `docs/orchestration.md`.
 """,
 )
-def tap_weekly_retrain():
+def tap_weekly_retrain() -> None:
     @task_group(group_id="model")
-    def model(trip_type):
+    def model(trip_type: Any) -> None:
         plan = tasks.plan_retraining(trip_type)
         candidate = tasks.train_candidate(plan)
         incumbent = tasks.score_incumbent(plan)

@@ -16,6 +16,7 @@ import signal
 import sys
 import time
 from dataclasses import asdict, fields
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -63,12 +64,13 @@ MAX_RESTARTS = 5
 RESTART_WINDOW_S = 600.0
 
 
-def _progress(query) -> dict | None:
+def _progress(query: Any) -> dict[str, Any] | None:
     """The query's last progress as plain JSON data (PySpark's progress object renders nested values as text)."""
     progress = query.lastProgress
     if not progress:
         return None
-    return json.loads(progress.json) if hasattr(progress, "json") else dict(progress)
+    document: dict[str, Any] = json.loads(progress.json) if hasattr(progress, "json") else dict(progress)
+    return document
 
 
 def run(argv: list[str]) -> int:
@@ -88,7 +90,7 @@ def run(argv: list[str]) -> int:
     job = StreamingJob(spark, args, kafka.spark_options())
     stopping = False
 
-    def stop(_signum, _frame) -> None:
+    def stop(_signum: int, _frame: Any) -> None:
         nonlocal stopping
         stopping = True
 

@@ -20,22 +20,26 @@ from typing import Any, ClassVar
 
 from taxi_anomaly.tlc import TRIP_TYPES
 
+__all__ = ["TRIP_TYPES", "AnomalyJob", "ContractError", "Granularity", "InputLayout", "Mode"]
+
 
 class Mode(StrEnum):
-    """What a run does: fit a new model version, score months with an existing one, or both (train, then score
-    the score months with the version just trained)."""
+    """What a run does: fit a new model version, score months with an existing one, both (train, then score the
+    score months with the version just trained), or tune a detector's spec on labelled months (train_months:
+    every month to fold over; each labelled one is scored by a model trained on the history_months before it)."""
 
     TRAIN = "train"
     SCORE = "score"
     TRAIN_AND_SCORE = "train-and-score"
+    TUNE = "tune"
 
     @property
     def trains(self) -> bool:
-        return self is not Mode.SCORE
+        return self in (Mode.TRAIN, Mode.TRAIN_AND_SCORE)
 
     @property
     def scores(self) -> bool:
-        return self is not Mode.TRAIN
+        return self in (Mode.SCORE, Mode.TRAIN_AND_SCORE)
 
 
 class Granularity(StrEnum):
@@ -122,6 +126,8 @@ class AnomalyJob:
     :param labels_uri: root of the labelled episodes (taxi_anomaly.layout); a scored month with a labels file there
         is evaluated against it.
     :param evaluations_namespace: Iceberg namespace of the model_evaluations table (default: namespace).
+    :param history_months: tune mode: months of history each scored month's model trains on.
+    :param max_trials: tune mode: at most this many parameter combinations (a random subset of a larger grid).
     :param input_layout: partitioned (the raw zone) or flat (a folder of TLC files).
     :param write_trips: also write the normalised trips table.
     """
@@ -141,6 +147,8 @@ class AnomalyJob:
     zones_uri: str | None = None
     labels_uri: str | None = None
     evaluations_namespace: str | None = None
+    history_months: int = 3
+    max_trials: int = 24
     input_layout: InputLayout = InputLayout.PARTITIONED
     write_trips: bool = False
 
@@ -161,6 +169,8 @@ class AnomalyJob:
         "zones_uri": _schema(type=["null", "string"], pattern=URI_PATTERN),
         "labels_uri": _schema(type=["null", "string"], pattern=URI_PATTERN),
         "evaluations_namespace": _schema(type=["null", "string"], pattern=NAMESPACE_PATTERN),
+        "history_months": _schema(type="integer", minimum=1, maximum=12),
+        "max_trials": _schema(type="integer", minimum=1, maximum=500),
         "input_layout": _schema(type="string", enum=[x.value for x in InputLayout]),
         "write_trips": _schema(type="boolean"),
     }
@@ -197,6 +207,24 @@ class AnomalyJob:
             raise ContractError(f"mode {mode} needs score_months")
         if mode is Mode.TRAIN_AND_SCORE and set(self.train_months) & set(self.score_months):
             raise ContractError("train_months and score_months overlap: train on past months, score new ones")
+        for name in ("history_months", "max_trials"):
+            value, schema = getattr(self, name), self.SCHEMAS[name]
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int)
+                or not schema["minimum"] <= value <= schema["maximum"]
+            ):
+                raise ContractError(
+                    f"{name} must be an integer from {schema['minimum']} to {schema['maximum']}, got {value!r}"
+                )
+        if mode is Mode.TUNE:
+            if len(self.train_months) <= self.history_months:
+                raise ContractError(
+                    f"mode tune needs more train_months than history_months ({self.history_months}): each scored "
+                    f"month trains on the months before it; got {len(self.train_months)}"
+                )
+            if not self.labels_uri:
+                raise ContractError("mode tune needs labels_uri: the labelled episodes it scores trials against")
         if self.granularity is Granularity.BOROUGH and not self.zones_uri:
             raise ContractError("granularity borough needs zones_uri (the taxi zone lookup)")
 
@@ -230,6 +258,8 @@ class AnomalyJob:
                 kwargs["action"] = "store_true"
             elif schema["type"] == "object":
                 kwargs["type"] = _json_object
+            elif schema["type"] == "integer":
+                kwargs["type"] = int
             if "enum" in schema:
                 kwargs["choices"] = schema["enum"]
             if f.name in REQUIRED_ON_ARGV:
@@ -270,7 +300,8 @@ class AnomalyJob:
         for f in fields(self):
             value = getattr(self, f.name)
             out[f.name] = list(value) if isinstance(value, tuple) else value
-        return json.loads(json.dumps(out))
+        document: dict[str, Any] = json.loads(json.dumps(out))
+        return document
 
     def template_params(self, sizing: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """What include/spark/sparkapplication.yaml renders from: the argument list and the labels' values."""
@@ -317,10 +348,11 @@ def _member(enum: type[StrEnum], name: str, value: Any) -> Any:
     try:
         return enum(value)
     except ValueError:
-        choices = ", ".join(m.value for m in enum)  # type: ignore[attr-defined]
+        choices = ", ".join(m.value for m in enum)
         raise ContractError(f"{name} must be one of {choices}, got {value!r}") from None
 
 
 def json_schema(name: str) -> dict[str, Any]:
     """The JSON schema of one job field (for Airflow Params), a copy the caller may change."""
-    return json.loads(json.dumps(AnomalyJob.SCHEMAS[name]))
+    schema: dict[str, Any] = json.loads(json.dumps(AnomalyJob.SCHEMAS[name]))
+    return schema

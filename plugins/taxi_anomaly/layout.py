@@ -10,6 +10,7 @@ Sidecars start with `_` so that Spark and pyarrow datasets reading a `tlc/{trip_
 Model registry (bucket `tap-models`): {prefix}registry/{trip_type}/{granularity}/{version}/
     model.pkl, metadata.json (written last: the version is complete), artifacts/ (a family's own files)
     {prefix}registry/{trip_type}/{granularity}/promoted.json   the promotion pointer
+    {prefix}registry/{trip_type}/{granularity}/candidates/     specs proposed by tuning runs
 Versions are never overwritten; `latest` is the newest complete version (names sort by creation time).
 
 Labels (bucket `tap-raw`, beside tlc/): {prefix}labels/{trip_type}/{trip_type}_tripdata_YYYY-MM.labels.json, the
@@ -46,6 +47,7 @@ REGISTRY_ROOT = "registry"
 MODEL_FILE = "model.pkl"
 METADATA_FILE = "metadata.json"
 ARTIFACTS_DIR = "artifacts"
+CANDIDATES_DIR = "candidates"
 POINTER = "promoted.json"
 
 LABELS_ROOT = "labels"
@@ -56,6 +58,7 @@ TRIPS_TABLE = "trips_normalised"
 WINDOWS_TABLE = "window_features"
 SCORES_TABLE = "anomaly_scores"
 EVALUATIONS_TABLE = "model_evaluations"
+TRIALS_TABLE = "tuning_trials"
 
 _MANIFEST_KEY = re.compile(
     rf"{RAW_ROOT}/(?P<trip_type>[a-z]+)/year=(?P<year>\d{{4}})/month=(?P<month>\d{{2}})/{re.escape(MANIFEST)}$"
@@ -176,6 +179,13 @@ def new_version_name(now: datetime | None = None) -> str:
     """v{UTC time}-{6 hex}: sorts by creation time; the suffix tells apart two versions of the same second."""
     moment = (now or datetime.now(UTC)).astimezone(UTC)
     return f"v{moment:%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+
+
+def candidate_path(registry_root: str, trip_type: str, granularity: str, detector: str, run_id: str) -> str:
+    """Where a tuning run writes its best spec: {registry}/{trip_type}/{granularity}/candidates/{detector}-{run}.yaml
+    (not a version: versions are named v...)."""
+    safe_run = re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)
+    return "/".join([registry_root.rstrip("/"), trip_type, granularity, CANDIDATES_DIR, f"{detector}-{safe_run}.yaml"])
 
 
 def complete_versions(paths: Iterable[str]) -> list[str]:

@@ -63,7 +63,7 @@ def month_range(first: str | YearMonth, last: str | YearMonth) -> list[YearMonth
 def check_trip_type(trip_type: str) -> TripType:
     if trip_type not in TRIP_TYPES:
         raise ValueError(f"unknown trip type {trip_type!r}; expected one of {', '.join(TRIP_TYPES)}")
-    return trip_type  # type: ignore[return-value]
+    return trip_type
 
 
 def file_name(trip_type: str, month: YearMonth, suffix: str = ".parquet") -> str:

@@ -19,7 +19,7 @@ from anomaly_detection.normalise import read_month
 from anomaly_detection.registry import ModelRegistry
 from anomaly_detection.windows import aggregate_windows
 from taxi_anomaly import layout
-from taxi_anomaly.contract import AnomalyJob
+from taxi_anomaly.contract import AnomalyJob, Mode
 from taxi_anomaly.detectors import resolve_spec
 from taxi_anomaly.detectors.base import SCORE, WindowDetector
 from taxi_anomaly.synthetic.episodes import Episode
@@ -40,6 +40,7 @@ class JobResult:
     anomalies: int = 0
     timings_s: dict[str, float] = field(default_factory=dict)
     evaluations: list[dict[str, Any]] = field(default_factory=list)
+    tuning: dict[str, Any] | None = None
 
 
 def read_trips(spark: SparkSession, args: AnomalyJob, months: tuple[str, ...]) -> DataFrame:
@@ -203,6 +204,12 @@ def main(spark: SparkSession, args: AnomalyJob) -> JobResult:
     # shuffle partitions (AQE does not coalesce them): 200 partitions made scoring 200 tasks (measured 53 s
     # for one month, city windows). One partition per core.
     spark.conf.set("spark.sql.shuffle.partitions", str(spark.sparkContext.defaultParallelism))
+    if args.mode is Mode.TUNE:
+        from anomaly_detection import tuning
+
+        tuned = tuning.run(spark, args)
+        log.info("tuning %s: best %s", args.detector, tuned.as_dict()["best"])
+        return JobResult(model_version="", run_id=args.run_id, tuning=tuned.as_dict())
     registry = ModelRegistry(spark, args.models_uri)
     result = JobResult(model_version=args.model_version, run_id=args.run_id)
     clock = time.monotonic()

@@ -312,7 +312,8 @@ def merge_into(
         listed = ", ".join("'" + str(v).replace("'", "''") + "'" for v in values)
         condition += f" AND t.`{prune}` IN ({listed})"
     if prune_range:
-        low, high = source.agg(F.min(prune_range), F.max(prune_range)).first()
+        bounds = source.agg(F.min(prune_range), F.max(prune_range)).first()
+        low, high = (bounds[0], bounds[1]) if bounds is not None else (None, None)
         if low is not None:
             condition += f" AND t.`{prune_range}` BETWEEN TIMESTAMP_NTZ'{low}' AND TIMESTAMP_NTZ'{high}'"
     matched = "WHEN MATCHED THEN UPDATE SET * " if update else ""

@@ -10,7 +10,9 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from taxi_anomaly.layout import CATALOG, EVALUATIONS_TABLE, SCORES_TABLE, TRIPS_TABLE, WINDOWS_TABLE
+from taxi_anomaly.layout import CATALOG, EVALUATIONS_TABLE, SCORES_TABLE, TRIALS_TABLE, TRIPS_TABLE, WINDOWS_TABLE
+
+__all__ = ["CATALOG", "EVALUATIONS_TABLE", "SCORES_TABLE", "TRIALS_TABLE", "TRIPS_TABLE", "WINDOWS_TABLE"]
 
 TABLE_DDL = {
     TRIPS_TABLE: """
@@ -85,11 +87,21 @@ EVALUATIONS_DDL = """
     recall_by_type MAP<STRING, DOUBLE> COMMENT 'share of the episodes of each type that were found'
 """
 TABLE_DDL[EVALUATIONS_TABLE] = EVALUATIONS_DDL
+# One row per tuning run, trial and fold (mode tune): what a (fit, threshold) of a spec's search space scored.
+TRIALS_DDL = """
+    run_id STRING NOT NULL, detector STRING NOT NULL, trip_type STRING NOT NULL, granularity STRING NOT NULL,
+    trial INT NOT NULL, overrides STRING COMMENT 'the spec overrides of the trial (JSON)',
+    month STRING NOT NULL COMMENT 'the fold: the labelled month scored',
+    bucket_precision DOUBLE, bucket_recall DOUBLE, bucket_f1 DOUBLE, episodes INT, episodes_found INT,
+    flagged INT, mean_bucket_f1 DOUBLE COMMENT 'over the run''s folds', every_episode_found BOOLEAN,
+    fit_seconds DOUBLE, tuned_at TIMESTAMP
+"""
 PARTITIONS = {
     TRIPS_TABLE: "trip_type, month",
     WINDOWS_TABLE: "trip_type, granularity, month",
     SCORES_TABLE: "trip_type, granularity, month",
     EVALUATIONS_TABLE: "trip_type, granularity",
+    TRIALS_TABLE: "trip_type, granularity",
 }
 
 

@@ -43,8 +43,8 @@ def _dst_exposures(start: datetime, end: datetime, minutes: int) -> dict[datetim
     exposures = {}
     bucket = start
     while bucket < end:
-        earlier = bucket.replace(tzinfo=NEW_YORK, fold=0).utcoffset()
-        later = bucket.replace(tzinfo=NEW_YORK, fold=1).utcoffset()
+        earlier = bucket.replace(tzinfo=NEW_YORK, fold=0).utcoffset() or timedelta(0)
+        later = bucket.replace(tzinfo=NEW_YORK, fold=1).utcoffset() or timedelta(0)
         if earlier != later:
             exposures[bucket] = 2 if earlier > later else 0
         bucket += timedelta(minutes=minutes)
@@ -94,7 +94,7 @@ def _trip_values() -> dict[str, Column]:
     }
 
 
-def aggregate_trips(df: DataFrame, group: list) -> DataFrame:
+def aggregate_trips(df: DataFrame, group: list[str | Column]) -> DataFrame:
     """Count, and sum + non-null count of every measure, per group (one pass over the trips)."""
     # sum + count is what avg keeps internally: the means computed from them later are the same numbers.
     measures = [
@@ -105,7 +105,7 @@ def aggregate_trips(df: DataFrame, group: list) -> DataFrame:
     return df.groupBy(*group).agg(F.count(F.lit(1)).alias("trips"), *measures)
 
 
-def _reaggregate(partial: DataFrame, group: list) -> DataFrame:
+def _reaggregate(partial: DataFrame, group: list[str]) -> DataFrame:
     """Merge partial sums and counts into coarser groups (zones into boroughs)."""
     columns = [c for c in partial.columns if c == "trips" or c.endswith(("_sum", "_n"))]
     return partial.groupBy(*group).agg(*[F.sum(c).alias(c) for c in columns])
@@ -206,7 +206,8 @@ def trip_key(trips: DataFrame, granularity: str, zones: DataFrame | None) -> Dat
 def dst_exposure(bucket: Column, years: range, minutes: int = 30) -> Column:
     """The exposure of a wall-clock bucket without a grid: 2 in the repeated fall-back hour, 0 in the skipped
     spring-forward hour, else 1 (US rules since 2007: second Sunday of March, first Sunday of November)."""
-    repeated, skipped = [], []
+    repeated: list[str] = []
+    skipped: list[str] = []
     for year in years:
         for first_day, last_day in (
             (datetime(year, 3, 8), datetime(year, 3, 15)),

@@ -25,6 +25,7 @@ EXPECTED_DAGS = {
     "tap_score_landed",
     "tap_stream_health",
     "tap_stream_maintenance",
+    "tap_tune",
     "tap_weekly_retrain",
 }
 PARSE_BUDGET_S = 0.5

@@ -175,7 +175,7 @@ def retrained(history, sandbox, airflow_env, tmp_path_factory) -> dict[str, Any]
     conf = {
         "trip_types": ["green", "fhvhv"],
         "train_window_months": 2,
-        "n_estimators": 100,
+        "detector_params": {"n_estimators": 100},
         "namespace": sandbox["namespace"],
         "storage_prefix": sandbox["storage_prefix"],
     }
@@ -204,7 +204,7 @@ def test_history_lands_and_unpublished_months_are_skipped(history, sandbox):
     for label in landed:
         assert downloads[label]["value"]["status"] == "landed"
         checked = tasks_named(history, "month.gx_validation")[label]["value"]
-        assert checked["gx"]["passed"] and checked["gx"]["suite"]
+        assert checked["validation"]["passed"] and checked["validation"]["suite"]
     # score off: nothing after validation ran
     assert all(ti["state"] == "skipped" for ti in tasks_named(history, "month.spark_anomaly_job").values())
     assert history["tasks"]["refresh_superset_dashboards"]["state"] == "skipped"
@@ -226,9 +226,13 @@ def test_retraining_promotes_a_first_model_per_trip_type(retrained, sandbox):
         candidate = decision["candidate"]
         assert candidate["windows"] == expected_windows("city", holdout)
         assert 0 < candidate["flagged_share"] < 0.1
-        pointer = store.get_json("tap-models", f"{prefix}isolation-forest/{trip_type}/city/promoted.json")
+        assert candidate["detector"] == "isolation_forest" and candidate["expected_share"] > 0
+        pointer = store.get_json("tap-models", f"{prefix}registry/{trip_type}/city/promoted.json")
         assert pointer["version"] == candidate["version"] and pointer["run_id"] == retrained["run_id"]
-        assert store.exists("tap-models", f"{prefix}isolation-forest/{trip_type}/city/{pointer['version']}/model.pkl")
+        version_dir = f"{prefix}registry/{trip_type}/city/{pointer['version']}"
+        assert store.exists("tap-models", f"{version_dir}/model.pkl")
+        metadata = store.get_json("tap-models", f"{version_dir}/metadata.json")
+        assert metadata["family"] == "isolation_forest" and metadata["evaluations"][0]["month"] == holdout
         assert store.exists("tap-reports", decision["report_key"])
 
 
@@ -237,17 +241,17 @@ def assert_scored_month(summary, sandbox, trino_admin, trip_type: str, month: st
     label = f"{trip_type} {month}"
     windows = expected_windows("city", month)
     pointer = sandbox["store"].get_json(
-        "tap-models", f"{sandbox['storage_prefix']}isolation-forest/{trip_type}/city/promoted.json"
+        "tap-models", f"{sandbox['storage_prefix']}registry/{trip_type}/city/promoted.json"
     )
     assert tasks_named(summary, "month.resolve_model")[label]["value"]["model_version"] == pointer["version"]
     assert tasks_named(summary, "month.spark_anomaly_job")[label]["value"]["backend"] == "local"
-    verified = tasks_named(summary, "month.verify_iceberg_tables")[label]["value"]["verified"]
-    assert verified["namespace"] == sandbox["namespace"]
+    verified = tasks_named(summary, "month.verify_iceberg_tables")[label]["value"]
+    assert verified["sandbox"]["namespace"] == sandbox["namespace"]
     assert {t: v["rows"] for t, v in verified["tables"].items()} == {
         "window_features": windows,
         "anomaly_scores": windows,
     }
-    trino = tasks_named(summary, "month.trino_sanity_query")[label]["value"]["trino"]
+    trino = tasks_named(summary, "month.trino_sanity_query")[label]["value"]
     assert trino["windows"] == windows
     # What the DAG's Trino step reported is what Trino holds: one run (this one), the promoted model.
     held = trino_rows(trino_admin, sandbox["namespace"], trip_type, month)
@@ -271,7 +275,7 @@ def assert_scored_month(summary, sandbox, trino_admin, trip_type: str, month: st
 def test_real_green_month_through_the_whole_pipeline(green_scored, sandbox, trino_admin):  # noqa: F811
     trino = assert_scored_month(green_scored, sandbox, trino_admin, "green", "2024-01")
     download = tasks_named(green_scored, "month.download")["green 2024-01"]["value"]
-    assert download["rows"] == 56_551 and download["official"]["rows"] == 56_551  # the TLC listing agrees
+    assert download["rows"] == 56_551 and download["official_rows"] == 56_551  # the TLC listing agrees
     assert trino["anomalies"] >= 0 and len(trino["top"]) <= 5
 
 
@@ -282,7 +286,7 @@ def test_generated_fhvhv_month_with_anomalies_is_flagged(fhvhv_scored, sandbox, 
     assert trino["anomalies"] > 0
     cursor = trino_admin.connect().cursor()
     cursor.execute(
-        f"SELECT bucket_start FROM iceberg.{sandbox['namespace']}.anomaly_scores "
+        f"SELECT bucket_start FROM iceberg.{sandbox['namespace']}.anomaly_scores "  # noqa: S608
         "WHERE trip_type = 'fhvhv' AND granularity = 'city' AND month = ? AND is_anomaly",
         [FHVHV_TARGET],
     )

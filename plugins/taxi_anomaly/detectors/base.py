@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, replace
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
@@ -95,7 +95,8 @@ class FamilyParams:
 
 def shrink(deviations: np.ndarray, dead_zone: float) -> np.ndarray:
     """Move every value `dead_zone` towards 0, stopping at 0: 7 -> 2, -7 -> -2, 3 -> 0 with a dead zone of 5."""
-    return np.sign(deviations) * np.maximum(np.abs(deviations) - dead_zone, 0.0)
+    shrunk: np.ndarray = np.sign(deviations) * np.maximum(np.abs(deviations) - dead_zone, 0.0)
+    return shrunk
 
 
 def threshold_of(scores: np.ndarray, threshold: Threshold) -> float:
@@ -137,6 +138,7 @@ class WindowDetector(ABC):
         self.training_rows = 0
         self.training_flagged_share = math.nan
         self.training_score_quantiles: dict[str, float] = {}
+        self.training_scores = np.zeros(0)
 
     @classmethod
     def check_params(cls, spec: DetectorSpec) -> None:
@@ -169,10 +171,22 @@ class WindowDetector(ABC):
         detector.scale = np.array([float(v) if v and v > 0 else 1.0 for v in stats[n + 1 :]])  # as StandardScaler
         detector._fit(detector.inputs(training))
         scores = np.array([r[0] for r in detector.score(training).select(SCORE).collect()], dtype=np.float64)
-        detector.threshold = threshold_of(scores, spec.threshold)
-        detector.training_flagged_share = float(np.mean(scores > detector.threshold))
-        detector.training_score_quantiles = score_quantiles(scores)
+        detector.training_scores = scores
+        detector.set_threshold(spec.threshold)
         return detector
+
+    def set_threshold(self, threshold: Threshold) -> None:
+        """Set the decision threshold by a rule on the training scores (the fit's; tuning tries several)."""
+        self.spec = replace(self.spec, threshold=threshold)
+        self.threshold = threshold_of(self.training_scores, threshold)
+        self.training_flagged_share = float(np.mean(self.training_scores > self.threshold))
+        self.training_score_quantiles = score_quantiles(self.training_scores)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What is pickled: everything but the training scores (one number per training window)."""
+        state = dict(self.__dict__)
+        state["training_scores"] = np.zeros(0)
+        return state
 
     @abstractmethod
     def _fit(self, inputs: DataFrame) -> None:
@@ -270,7 +284,8 @@ def top_order(deviations: np.ndarray, features: Sequence[str], k: int = TOP_FEAT
     magnitude = np.abs(np.asarray(deviations, dtype=np.float64))
     summary = [i for i, f in enumerate(features) if f in SUMMARY_FEATURES]
     magnitude[:, summary] = -1.0
-    return np.argsort(-magnitude, axis=1, kind="stable")[:, :k]
+    order: np.ndarray = np.argsort(-magnitude, axis=1, kind="stable")[:, :k]
+    return order
 
 
 def sentence(deviations: np.ndarray, order: Sequence[int], features: Sequence[str], limit: float) -> str:

@@ -79,12 +79,12 @@ class IsolationForestDetector(WindowDetector):
 
     def _score(self, frame: DataFrame) -> DataFrame:
         from pyspark.sql import functions as F
-        from pyspark.sql.functions import pandas_udf
+        from pyspark.sql.pandas.functions import pandas_udf
 
         get_detector = shared(frame, self)
         columns = list(self.features)
 
-        @pandas_udf("double")  # type: ignore[call-overload]
+        @pandas_udf("double")  # type: ignore[call-overload, untyped-decorator]  # pyspark's typing of pandas_udf
         def forest_score(inputs: pd.DataFrame, quiet: pd.Series) -> pd.Series:
             detector = get_detector()
             matrix = inputs[columns].to_numpy(dtype=np.float64)

@@ -76,7 +76,8 @@ class KMeansDetector(WindowDetector):
     def score_pandas(self, frame: pd.DataFrame) -> np.ndarray:
         inputs = self.inputs_pandas(frame[list(self.features)].to_numpy(dtype=np.float64))
         squared = ((inputs[:, None, :] - self.centroids[None, :, :]) ** 2).sum(axis=2)
-        return np.sqrt(squared.min(axis=1))
+        distances: np.ndarray = np.sqrt(squared.min(axis=1))
+        return distances
 
 
 def _centres(model: KMeansModel) -> np.ndarray:

@@ -18,7 +18,9 @@ from taxi_anomaly.contract import DETECTOR_PATTERN, Granularity
 # include/models of the repository, or where TAP_MODEL_SPECS points (the Spark image copies the specs elsewhere).
 SPEC_DIR = Path(os.environ.get("TAP_MODEL_SPECS") or Path(__file__).resolve().parents[3] / "include" / "models")
 # Keys of a spec file, and those a granularity section may override.
-SPEC_KEYS = {"family", "description", "seed", "dead_zone_sd", "params", "threshold", "granularities"}
+SPEC_KEYS = {"family", "description", "seed", "dead_zone_sd", "params", "threshold", "granularities", "search"}
+# A spec's search space for the tuning (mode tune): lists of values to try.
+SEARCH_KEYS = {"params", "dead_zone_sd", "threshold"}
 GRANULARITY_KEYS = {"params", "threshold", "dead_zone_sd"}
 # Run-time overrides (the job's detector_params) may name a family parameter or one of these.
 GENERIC_OVERRIDES = {"seed", "dead_zone_sd", "threshold_rule", "threshold_value"}
@@ -134,7 +136,43 @@ def read_spec_file(name: str, spec_dir: Path = SPEC_DIR) -> dict[str, Any]:
             )
     if "family" not in document:
         raise SpecError(f"{path}: no family")
+    extra = set(document.get("search") or {}) - SEARCH_KEYS
+    if extra:
+        raise SpecError(f"{path}: search may list {sorted(SEARCH_KEYS)}, not {sorted(extra)}")
     return document
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """What the tuning tries: every combination of the listed parameter values and dead zones (each fitted on
+    every fold), each with every threshold (cheap: thresholds only read the fit's training scores)."""
+
+    params: Mapping[str, tuple[Any, ...]]
+    dead_zones: tuple[float, ...]
+    thresholds: tuple[Threshold, ...]
+
+    def fits(self) -> list[dict[str, Any]]:
+        """The overrides of each fit: one per combination of parameter values and dead zone."""
+        import itertools
+
+        names = sorted(self.params)
+        combos = itertools.product(*[self.params[n] for n in names], self.dead_zones)
+        return [{**dict(zip(names, values[:-1], strict=True)), "dead_zone_sd": values[-1]} for values in combos]
+
+
+def search_space(document: Mapping[str, Any], spec: DetectorSpec) -> SearchSpace:
+    """The spec file's `search` section, defaulting to the resolved spec's own values (a one-point space)."""
+    search = document.get("search") or {}
+    params = {name: tuple(values) for name, values in (search.get("params") or {}).items()}
+    dead_zones = tuple(float(v) for v in search.get("dead_zone_sd") or [spec.dead_zone_sd])
+    thresholds: list[Threshold] = []
+    for item in search.get("threshold") or [spec.threshold.as_dict()]:
+        listed = item["value"] if isinstance(item["value"], list) else [item["value"]]
+        thresholds += [Threshold(ThresholdRule(item["rule"]), v) for v in listed]
+    for name, values in params.items():
+        if not values:
+            raise SpecError(f"{spec.name}: search.params.{name} lists no value")
+    return SearchSpace(params, dead_zones, tuple(thresholds))
 
 
 def resolve(

@@ -48,7 +48,7 @@ class UnsupervisedForestDetector(WindowDetector):
     model: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
+        state = super().__getstate__()
         state["model"] = None  # a JVM object: kept in the registry's artifacts (save_artifacts)
         return state
 
@@ -114,7 +114,7 @@ class UnsupervisedForestDetector(WindowDetector):
         with_inputs = frame.select("*", *inputs)
         vectors = VectorAssembler(inputCols=names, outputCol=VECTOR).transform(with_inputs)
         self.model.setFeaturesCol(VECTOR)
-        scored = self.model.transform(vectors)
+        scored: DataFrame = self.model.transform(vectors)
         out = scored.withColumn(SCORE, vector_to_array(F.col(self.model.getProbabilityCol()))[1])
         return out.drop(
             *names,

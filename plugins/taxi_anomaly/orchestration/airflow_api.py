@@ -60,8 +60,15 @@ class AirflowClient:
             self._token = answer["access_token"]
         return self._token
 
+    def _object(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """An answer that must be a JSON object."""
+        answer = self._send(method, path, body)
+        if not isinstance(answer, dict):
+            raise AirflowApiError(method, path, 200, f"expected a JSON object, got {answer!r}")
+        return answer
+
     def dag(self, dag_id: str) -> dict[str, Any]:
-        return self._send("GET", f"/api/v2/dags/{_quote(dag_id)}")
+        return self._object("GET", f"/api/v2/dags/{_quote(dag_id)}")
 
     def wait_for_dag(self, dag_id: str, timeout_s: float = 180.0, poll_s: float = 3.0) -> dict[str, Any]:
         """The DAG once the dag-processor has parsed it (a fresh platform needs one refresh interval)."""
@@ -83,10 +90,10 @@ class AirflowClient:
         body: dict[str, Any] = {"logical_date": None, "conf": conf}
         if run_id:
             body["dag_run_id"] = run_id
-        return self._send("POST", f"/api/v2/dags/{_quote(dag_id)}/dagRuns", body)
+        return self._object("POST", f"/api/v2/dags/{_quote(dag_id)}/dagRuns", body)
 
     def run(self, dag_id: str, run_id: str) -> dict[str, Any]:
-        return self._send("GET", f"/api/v2/dags/{_quote(dag_id)}/dagRuns/{_quote(run_id)}")
+        return self._object("GET", f"/api/v2/dags/{_quote(dag_id)}/dagRuns/{_quote(run_id)}")
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
@@ -141,7 +148,7 @@ class AirflowClient:
 def task_label(ti: dict[str, Any]) -> str:
     """'month.download [green 2024-01]' for a mapped task instance, the task id otherwise."""
     if ti["map_index"] < 0:
-        return ti["task_id"]
+        return str(ti["task_id"])
     return f"{ti['task_id']} [{ti.get('rendered_map_index') or ti['map_index']}]"
 
 

@@ -58,7 +58,7 @@ def alert_from_context(context: Any) -> Alert:
     error = context.get("exception")
     rendered = getattr(ti, "rendered_map_index", None)
     return Alert(
-        dag_id=getattr(ti, "dag_id", None) or getattr(context.get("dag"), "dag_id", "?"),
+        dag_id=str(getattr(ti, "dag_id", None) or getattr(context.get("dag"), "dag_id", "?")),
         task_id=getattr(ti, "task_id", "?"),
         run_id=str(context.get("run_id") or getattr(ti, "run_id", "?")),
         map_index=int(getattr(ti, "map_index", -1) if getattr(ti, "map_index", None) is not None else -1),
@@ -73,7 +73,7 @@ def post_webhook(url: str, alert: Alert, timeout: float = 10.0) -> int:
     body = json.dumps({"text": alert.text, "alert": alert.as_dict()}).encode()
     request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
     with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - configured URL
-        return response.status
+        return int(response.status)
 
 
 def send_email(recipients: list[str], alert: Alert, conn_id: str) -> None:
@@ -87,10 +87,11 @@ def _variable(name: str) -> str | None:
     try:
         from airflow.sdk import Variable
 
-        return Variable.get(name, default=None)
+        value = Variable.get(name, default=None)
     except Exception as err:  # no Variable backend reachable: alerting must still log
         log.warning("could not read Airflow Variable %s: %s", name, err)
         return None
+    return None if value is None else str(value)
 
 
 def deliver(alert: Alert, webhook_url: str | None, email_to: str | None, smtp_conn_id: str) -> list[str]:

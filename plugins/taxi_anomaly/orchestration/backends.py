@@ -35,7 +35,8 @@ DEFAULT_K8S_NAMESPACE = "taxi-anomaly"
 
 
 class SparkBackend(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def run(self, job: AnomalyJob, context: Mapping[str, Any]) -> None:
         """Run the job to completion; raise if it fails."""
@@ -57,7 +58,7 @@ class LocalSparkSubmit:
         """What the hook runs (for logs and tests): spark-submit ... <entry file> <job arguments>."""
         return [*self._hook(job)._build_spark_submit_command(str(self.application))]
 
-    def _hook(self, job: AnomalyJob):
+    def _hook(self, job: AnomalyJob) -> Any:
         from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
 
         # Spark's own INFO lines would bury the job's log lines in the task log.
@@ -87,7 +88,7 @@ class KubernetesSparkApplication:
     conn_id: str = KUBERNETES_CONN_ID
     name: str = KUBERNETES
 
-    def operator(self, task_id: str):
+    def operator(self, task_id: str) -> Any:
         from airflow.providers.cncf.kubernetes.operators.spark_kubernetes import SparkKubernetesOperator
 
         return SparkKubernetesOperator(
@@ -100,7 +101,7 @@ class KubernetesSparkApplication:
             reattach_on_restart=True,
         )
 
-    def render(self, job: AnomalyJob, context: Mapping[str, Any]):
+    def render(self, job: AnomalyJob, context: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
         """The operator with its template rendered for this job (no cluster needed). Returns (operator, ctx)."""
         task = context.get("task")
         operator = self.operator(getattr(task, "task_id", "spark_anomaly_job"))
@@ -114,7 +115,7 @@ class KubernetesSparkApplication:
         operator.execute(job_context)
 
 
-def _jinja_env(context: Mapping[str, Any]):
+def _jinja_env(context: Mapping[str, Any]) -> Any:
     """The DAG's Jinja environment when its template_searchpath is set, else one that finds include/."""
     dag = context.get("dag")
     if dag is not None and getattr(dag, "template_searchpath", None):

@@ -20,7 +20,7 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 SUMMARY_MARKER = "TAP_DAG_RUN_SUMMARY "
 
 
-def load_dag(dag_id: str, dags_folder: Path | None = None):
+def load_dag(dag_id: str, dags_folder: Path | None = None) -> Any:
     from airflow.dag_processing.dagbag import DagBag
 
     folder = dags_folder or Path(os.environ.get("AIRFLOW__CORE__DAGS_FOLDER") or REPO_ROOT / "dags")

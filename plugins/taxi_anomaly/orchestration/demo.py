@@ -84,8 +84,8 @@ def run_dag(client: AirflowClient, dag_id: str, conf: dict[str, Any]) -> dict[st
 def promoted(prefix: str, trip_type: str) -> str | None:
     from taxi_anomaly.ingest import S3Settings
     from taxi_anomaly.ingest.storage import ObjectStore
+    from taxi_anomaly.layout import POINTER
     from taxi_anomaly.orchestration.locations import Locations
-    from taxi_anomaly.orchestration.promotion import POINTER
 
     store, locations = ObjectStore(S3Settings.from_env()), Locations(prefix=prefix)
     key = locations.models_key(trip_type, "city", POINTER)

@@ -227,6 +227,37 @@ def retrain_params() -> dict[str, Param]:
     }
 
 
+def tuning_params() -> dict[str, Param]:
+    return {
+        "trip_type": Param(
+            "fhvhv",
+            **json_schema("trip_type"),
+            title="Trip type",
+            description="The trip type whose labelled months the detector is tuned on.",
+            section=SECTION_DATA,
+        ),
+        "first_month": month_param("2024-01", "First month", "First month to fold over (history included)."),
+        "last_month": month_param("2024-06", "Last month", "Last month to fold over (inclusive)."),
+        "granularity": granularity_param(),
+        **detector_params(),
+        "history_months": Param(
+            3,
+            **json_schema("history_months"),
+            title="History (months)",
+            description="Each labelled month is scored by a model trained on this many months just before it.",
+            section=SECTION_MODEL,
+        ),
+        "max_trials": Param(
+            24,
+            **json_schema("max_trials"),
+            title="Trials at most",
+            description="(fit, threshold) pairs to try; a larger search space is sampled at random (seeded).",
+            section=SECTION_MODEL,
+        ),
+        **sandbox_params(),
+    }
+
+
 @dataclass(frozen=True)
 class Sandbox:
     """Where a run reads and writes (production: namespace taxi, no prefix, the TLC's CDN or the Variable).

@@ -25,13 +25,15 @@ class Payload:
     """to_xcom / from_xcom for the dataclasses below (nested dataclasses, tuples, enums)."""
 
     def to_xcom(self) -> dict[str, Any]:
-        return _dump(self)  # type: ignore[no-any-return]
+        document: dict[str, Any] = _dump(self)
+        return document
 
     @classmethod
     def from_xcom(cls, data: Mapping[str, Any] | Self) -> Self:
         if isinstance(data, cls):
             return data
-        return _load(cls, data)  # type: ignore[no-any-return]
+        loaded: Self = _load(cls, data)
+        return loaded
 
     def with_(self, **changes: Any) -> Self:
         return replace(self, **changes)  # type: ignore[type-var]

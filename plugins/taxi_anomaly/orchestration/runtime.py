@@ -31,7 +31,8 @@ def get_connection(conn_id: str) -> Any:
 def get_variable(name: str, default: str | None = None) -> str | None:
     from airflow.sdk import Variable
 
-    return Variable.get(name, default=default)
+    value = Variable.get(name, default=default)
+    return None if value is None else str(value)
 
 
 @dataclass(frozen=True)

@@ -193,7 +193,7 @@ def resolve_model(runtime: Runtime, trip_type: str, granularity: str, requested:
                 f"no promoted {trip_type}/{granularity} model at {where}/{POINTER}: run tap_weekly_retrain for "
                 f"{trip_type} (after backfilling a few months of history), or trigger with model_version 'latest'"
             )
-        return pointer["version"]
+        return str(pointer["version"])
     versions = registry_versions(runtime, trip_type, granularity)
     if not versions:
         raise ModelNotReady(f"no trained {trip_type}/{granularity} model under {where}: run tap_weekly_retrain first")
@@ -295,9 +295,13 @@ def verify_tables(runtime: Runtime, run: MonthRun) -> dict[str, Any]:
         snapshot = loaded.current_snapshot()
         if snapshot is None:
             raise PipelineError(f"iceberg.{namespace}.{table} has no snapshot: the Spark job wrote nothing")
+        # pyiceberg's expressions are pydantic models whose declared fields do not match their constructors.
         where = And(
-            EqualTo("trip_type", run.trip_type),
-            And(EqualTo("granularity", str(run.granularity)), EqualTo("month", run.month)),
+            EqualTo("trip_type", run.trip_type),  # type: ignore[call-arg, arg-type]
+            And(
+                EqualTo("granularity", str(run.granularity)),  # type: ignore[call-arg, arg-type]
+                EqualTo("month", run.month),  # type: ignore[call-arg, arg-type]
+            ),
         )
         runs = loaded.scan(row_filter=where, selected_fields=("run_id",)).to_arrow().column("run_id").to_pylist()
         if not runs:
@@ -492,3 +496,62 @@ def evaluate_and_promote(runtime: Runtime, plan: Retraining, tolerance: float, r
     else:
         log.warning("kept %s %s: %s", plan.label, plan.incumbent, decision.reason)
     return {**report, "report_key": report_key}
+
+
+# Tuning ----------------------------------------------------------------------------------------------------------
+def tuning_job(
+    runtime: Runtime, trip_type: str, granularity: Granularity, months: list[str], params: dict[str, Any], run_id: str
+) -> AnomalyJob:
+    """The Spark job in tune mode (the spec's search space, K folds over the months); checked before it starts."""
+    from taxi_anomaly.detectors import SpecError, resolve_spec
+
+    detector, overrides = params.get("detector") or "isolation_forest", dict(params.get("detector_params") or {})
+    try:
+        resolve_spec(detector, granularity, overrides)
+    except SpecError as err:
+        raise PipelineError(f"{trip_type} {granularity}: {err}") from err
+    return runtime.locations.job(
+        trip_type=trip_type,
+        granularity=granularity,
+        mode=Mode.TUNE,
+        train_months=tuple(months),
+        namespace=runtime.namespace,
+        run_id=run_id,
+        detector=detector,
+        detector_params=overrides,
+        history_months=int(params.get("history_months", 3)),
+        max_trials=int(params.get("max_trials", 24)),
+    )
+
+
+def tuning_report(runtime: Runtime, job: AnomalyJob) -> dict[str, Any]:
+    """The run's best trial (tuning_trials, through Trino) and where its candidate spec is; nothing is promoted."""
+    table = layout.sql_table(runtime.namespace, layout.TRIALS_TABLE)
+    cursor = trino_settings().connect().cursor()
+    cursor.execute(
+        f"SELECT trial, overrides, mean_bucket_f1, every_episode_found, count(*) AS folds FROM {table} "  # noqa: S608
+        "WHERE run_id = ? GROUP BY trial, overrides, mean_bucket_f1, every_episode_found "
+        "ORDER BY every_episode_found DESC, mean_bucket_f1 DESC, trial LIMIT 1",
+        [job.run_id],
+    )
+    rows = cursor.fetchall()
+    if not rows:
+        raise PipelineError(f"tuning run {job.run_id} wrote no trial to {table}")
+    trial, overrides, mean_f1, every_found, fold_count = rows[0]
+    key = layout.candidate_path(
+        runtime.locations.prefix + layout.REGISTRY_ROOT, job.trip_type, str(job.granularity), job.detector, job.run_id
+    )
+    if not runtime.store.exists(runtime.locations.models_bucket, key):
+        raise PipelineError(
+            f"tuning run {job.run_id} wrote no candidate spec at s3://{runtime.locations.models_bucket}/{key}"
+        )
+    report = {
+        "trial": trial,
+        "overrides": overrides,
+        "mean_bucket_f1": mean_f1,
+        "every_episode_found": every_found,
+        "folds": fold_count,
+        "candidate": f"s3://{runtime.locations.models_bucket}/{key}",
+    }
+    log.info("best trial of %s: %s (a candidate only: copy it into include/models to use it)", job.detector, report)
+    return report

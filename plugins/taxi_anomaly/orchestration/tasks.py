@@ -9,11 +9,16 @@ is a skip, not a failure.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import TriggerRule, get_current_context, task
 
 from taxi_anomaly.operators.superset import SupersetDashboardsOperator
+
+if TYPE_CHECKING:
+    from taxi_anomaly.orchestration.params import Sandbox
+    from taxi_anomaly.orchestration.payloads import MonthRun, Retraining
+    from taxi_anomaly.orchestration.runtime import Runtime
 from taxi_anomaly.orchestration.assets import RAW_ASSETS, RAW_LANDED_ALIAS
 from taxi_anomaly.orchestration.policies import policy
 
@@ -21,13 +26,13 @@ LABEL = "{{ target_label }}"
 XCom = dict[str, Any]
 
 
-def _runtime(sandbox: Any):
+def _runtime(sandbox: Sandbox) -> Runtime:
     from taxi_anomaly.orchestration.runtime import Runtime
 
     return Runtime(sandbox)
 
 
-def _month(value: XCom):
+def _month(value: XCom) -> MonthRun:
     """The MonthRun a task received, labelled in the UI."""
     from taxi_anomaly.orchestration.payloads import MonthRun
 
@@ -36,7 +41,7 @@ def _month(value: XCom):
     return run
 
 
-def _retraining(value: XCom):
+def _retraining(value: XCom) -> Retraining:
     from taxi_anomaly.orchestration.payloads import Retraining
 
     plan = Retraining.from_xcom(value)
@@ -44,19 +49,19 @@ def _retraining(value: XCom):
     return plan
 
 
-def _fail(err: Exception):
+def _fail(err: Exception) -> Exception:
     from airflow.sdk.exceptions import AirflowFailException
 
     return AirflowFailException(str(err))
 
 
-def _skip(message: str):
+def _skip(message: str) -> Exception:
     from airflow.sdk.exceptions import AirflowSkipException
 
     return AirflowSkipException(message)
 
 
-def _sandbox(params: dict[str, Any]):
+def _sandbox(params: dict[str, Any]) -> Sandbox:
     """The run's sandbox, checked: a run conf from the REST API skips the trigger form's checks."""
     from taxi_anomaly.orchestration.params import Sandbox
 
@@ -183,6 +188,7 @@ def announce_landed(validated: list[XCom | None], outlet_events: Any = None) -> 
     """One asset event per trip type that has months to score (new, changed, or never scored)."""
     from taxi_anomaly.orchestration import steps
     from taxi_anomaly.orchestration.payloads import MonthRun
+    from taxi_anomaly.tlc import check_trip_type
 
     months: dict[tuple[str, Any], list[str]] = {}
     for value in validated:
@@ -199,7 +205,7 @@ def announce_landed(validated: list[XCom | None], outlet_events: Any = None) -> 
             "storage_prefix": sandbox.storage_prefix,
             "tlc_base_url": sandbox.tlc_base_url,
         }
-        outlet_events[RAW_LANDED_ALIAS].add(RAW_ASSETS[trip_type], extra=extra)
+        outlet_events[RAW_LANDED_ALIAS].add(RAW_ASSETS[check_trip_type(trip_type)], extra=extra)
         announced[trip_type] = sorted(found)
     if not announced:
         raise _skip("no newly landed month")
@@ -269,7 +275,7 @@ def record_scored(checked: XCom) -> dict[str, Any]:
     return steps.write_record(_runtime(run.sandbox), run)
 
 
-def refresh_dashboards(upstream: Any):
+def refresh_dashboards(upstream: Any) -> SupersetDashboardsOperator:
     """The serving package's SupersetDashboardsOperator (assets import if they differ, dataset refresh, chart
     cache warm-up), once per run, when at least one month was scored and none failed."""
     refresh = SupersetDashboardsOperator(
@@ -353,5 +359,34 @@ def evaluate_and_promote(
     try:
         tolerance = float((params or {}).get("tolerance", 0.002))
         return steps.evaluate_and_promote(_runtime(plan.sandbox), plan, tolerance, run_id or "")
+    except steps.PipelineError as err:
+        raise _fail(err) from err
+
+
+# Tuning ---------------------------------------------------------------------------------------------------------
+@task(task_id="tune_detector", max_active_tis_per_dag=1, **policy("spark"))
+def tune(params: dict[str, Any] | None = None, run_id: str | None = None) -> dict[str, Any]:
+    """The Spark job in tune mode over the month range, then the best trial and its candidate spec."""
+    from taxi_anomaly.contract import Granularity
+    from taxi_anomaly.orchestration import steps
+    from taxi_anomaly.orchestration.params import check_month_range
+
+    params = params or {}
+    runtime = _runtime(_sandbox(params))
+    try:
+        months = check_month_range(params.get("first_month"), params.get("last_month"))  # type: ignore[arg-type]
+        job = steps.tuning_job(
+            runtime,
+            str(params.get("trip_type")),
+            Granularity(params.get("granularity", "city")),
+            months,
+            params,
+            run_id or "",
+        )
+    except (steps.PipelineError, ValueError) as err:
+        raise _fail(err) from err
+    steps.run_spark(job, get_current_context())
+    try:
+        return steps.tuning_report(runtime, job)
     except steps.PipelineError as err:
         raise _fail(err) from err
