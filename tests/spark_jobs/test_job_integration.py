@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from pyspark.sql import functions as F
 
 from anomaly_detection import tables
 from anomaly_detection.job import main
 from anomaly_detection.registry import ModelRegistry
+from taxi_anomaly import layout
 from taxi_anomaly.contract import AnomalyJob
+from taxi_anomaly.tlc import YearMonth
 
 pytestmark = [pytest.mark.platform, pytest.mark.spark]
 
@@ -38,10 +38,12 @@ def raw_zone(platform, tmp_path_factory):
     keys = []
     for i, month in enumerate([*HISTORY, TARGET]):
         result = generate_month("fhvhv", month, out, trips=150_000, seed=10 + i)
-        year, mm = month.split("-")
-        key = f"{prefix}/tlc/fhvhv/year={year}/month={mm}/{Path(result.data_path).name}"
+        ym = YearMonth.parse(month)
+        key = f"{prefix}/{layout.raw_key('fhvhv', ym)}"
         client.fput_object(platform.cfg.raw_bucket, key, str(result.data_path))
-        keys.append(key)
+        labels = f"{prefix}/{layout.labels_key('fhvhv', ym)}"  # every generated month is labelled
+        client.fput_object(platform.cfg.raw_bucket, labels, str(result.labels_path))
+        keys += [key, labels]
     yield prefix
     for key in keys:
         client.remove_object(platform.cfg.raw_bucket, key)
@@ -56,6 +58,8 @@ def job_args(platform, prefix: str, namespace: str, *extra: str):
             "city",
             "--raw-uri",
             f"s3a://{platform.cfg.raw_bucket}/{prefix}/tlc",
+            "--labels-uri",
+            f"s3a://{platform.cfg.raw_bucket}/{prefix}/labels",
             "--models-uri",
             f"s3a://{platform.cfg.models_bucket}/{prefix}",
             "--namespace",
@@ -94,9 +98,16 @@ def test_train_score_rerun_and_failed_write(platform, spark, raw_zone, unique_na
         assert row[0] == 1 and row[1] == "run-1"
         assert 130_000 < row[2] <= 150_000  # April's trips, minus the generator's dirt outside the month
 
-        # The model version is in the registry on MinIO.
+        # The model version is in the registry on MinIO, with the evaluation of the month it scored.
         registry = ModelRegistry(spark, f"s3a://{platform.cfg.models_bucket}/{raw_zone}")
         assert registry.versions("fhvhv", "city") == [first.model_version]
+        evaluation = registry.metadata("fhvhv", "city", first.model_version)["evaluations"][0]
+        assert evaluation["month"] == TARGET and evaluation["labelled"] and evaluation["episodes"] == 5
+        assert evaluation["episodes_found"] >= 4 and evaluation["windows"] == expected_windows
+        assert evaluation["expected_share"] > 0 and 0 < evaluation["dead_zone_share"] < 1
+        evaluations = tables.table_name(namespace, tables.EVALUATIONS_TABLE)
+        row = spark.table(evaluations).where(f"model_version = '{first.model_version}'").collect()
+        assert len(row) == 1 and row[0]["labelled"] and row[0]["bucket_f1"] == evaluation["bucket_f1"]
 
         # Rerun of the month with the latest model: same windows, replaced not appended.
         second = main(
@@ -108,6 +119,7 @@ def test_train_score_rerun_and_failed_write(platform, spark, raw_zone, unique_na
         assert {r.run_id for r in spark.table(scores).select("run_id").distinct().collect()} == {"run-2"}
         flagged_first, flagged_second = first.anomalies, second.anomalies
         assert flagged_first == flagged_second  # same model, same data: same result
+        assert spark.table(evaluations).count() == 2  # one row per version, month and run
 
         # A write that dies midway commits nothing: readers still see the previous complete month.
         snapshot = spark.sql(f"SELECT snapshot_id FROM {scores}.snapshots ORDER BY committed_at DESC").first()[0]
@@ -141,3 +153,41 @@ def test_a_missing_raw_month_names_its_path(platform, spark, raw_zone, unique_na
 
     with pytest.raises(InputDataError, match=r"fhvhv_tripdata_2023-12.parquet: cannot read as parquet"):
         main(spark, job_args(platform, raw_zone, unique_name, "--mode", "train", "--train-months", "2023-12"))
+
+
+def test_tuning_folds_over_labelled_months_and_writes_trials_and_a_candidate(platform, spark, raw_zone, unique_name):
+    from taxi_anomaly.detectors.spec import SPEC_KEYS
+
+    models = f"s3a://{platform.cfg.models_bucket}/{raw_zone}"
+    job = job_args(
+        platform,
+        raw_zone,
+        unique_name,
+        *("--mode", "tune", "--train-months", ",".join([*HISTORY, TARGET]), "--history-months", "2"),
+        *("--max-trials", "9", "--run-id", "tune-1"),
+    )
+    versions_before = ModelRegistry(spark, models).versions("fhvhv", "city")
+    try:
+        result = main(spark, job)
+        assert result.tuning is not None
+        best = result.tuning["best"]
+        assert set(best["folds"]) == {"2024-03", TARGET}  # each scored by the two months before it
+        trials = spark.table(tables.table_name(unique_name, tables.TRIALS_TABLE))
+        assert trials.select("trial").distinct().count() == result.tuning["trials"] == 9
+        assert trials.count() == 18 and trials.where("run_id != 'tune-1'").count() == 0
+        top = trials.orderBy(F.desc("every_episode_found"), F.desc("mean_bucket_f1"), "trial").first()
+        assert top is not None and abs(top["mean_bucket_f1"] - best["mean_bucket_f1"]) < 1e-3
+        from anomaly_detection import hadoop_fs
+
+        text = hadoop_fs.read_bytes(spark, result.tuning["candidate"]).decode()
+        assert result.tuning["candidate"].startswith(f"{models}/fhvhv/city/candidates/isolation_forest-tune-1")
+        import yaml
+
+        candidate = yaml.safe_load(text)
+        assert set(candidate) <= SPEC_KEYS and "search" not in candidate
+        assert candidate["granularities"]["city"]["threshold"]["rule"] == best["overrides"]["threshold_rule"]
+        assert text.startswith("# Candidate spec from tuning run tune-1")
+        # Tuning saves no version and promotes nothing.
+        assert ModelRegistry(spark, models).versions("fhvhv", "city") == versions_before
+    finally:
+        tables.drop_namespace(spark, unique_name)

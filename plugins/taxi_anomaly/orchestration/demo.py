@@ -2,7 +2,8 @@
 
 1. sample data: the real green 2024-01 (shared reference data) and generated months (history for green and
    fhvhv, and the fhvhv month 2025-04 with labelled anomalies), served by a TLC mirror started here on 127.0.0.1;
-2. tap_backfill, score off: the history months land (months the mirror does not have are skipped);
+2. tap_backfill, score off: the history months land (months the mirror does not have are skipped); the labels
+   of the generated months are published beside them (raw bucket, labels/), so evaluations use them;
 3. tap_weekly_retrain: a model per trip type is trained, evaluated and promoted (skipped once one is promoted);
 4. tap_backfill for green 2024-01, then fhvhv 2025-04: Spark scores them with the promoted model into
    iceberg.taxi.*, Trino checks the counts, and the Superset dashboards are refreshed;
@@ -81,6 +82,26 @@ def run_dag(client: AirflowClient, dag_id: str, conf: dict[str, Any]) -> dict[st
     return finished
 
 
+def publish_labels(generated: Path, prefix: str) -> list[str]:
+    """The generated months' labels into the raw bucket's labels/ tree, where the Spark job finds them: a training
+    run then evaluates its candidate on the labels of the evaluation month (bucket F1, episodes found)."""
+    from taxi_anomaly import layout
+    from taxi_anomaly.ingest import S3Settings
+    from taxi_anomaly.ingest.storage import ObjectStore
+    from taxi_anomaly.synthetic import load_labels
+    from taxi_anomaly.tlc import YearMonth
+
+    store = ObjectStore(S3Settings.from_env())
+    bucket = json.loads(os.environ["AIRFLOW_CONN_TAP_S3"])["extra"]["raw_bucket"]
+    keys = []
+    for path in sorted(generated.glob("*.labels.json")):
+        labels = load_labels(path)
+        key = prefix + layout.labels_key(labels.trip_type, YearMonth.parse(labels.month))
+        store.put_file(bucket, key, path, content_type="application/json")
+        keys.append(key)
+    return keys
+
+
 def promoted(prefix: str, trip_type: str) -> str | None:
     from taxi_anomaly.ingest import S3Settings
     from taxi_anomaly.ingest.storage import ObjectStore
@@ -124,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
                 "tap_backfill",
                 {"trip_types": list(HISTORY), "first_month": first, "last_month": last, "score": False} | sandbox,
             )
+            say(f"labels of {len(publish_labels(generated, args.prefix))} generated months published for evaluations")
             if args.retrain or not all(promoted(args.prefix, t) for t in TARGETS):
                 retrain = {"trip_types": list(TARGETS), "train_window_months": 2, "namespace": "taxi"}
                 run_dag(client, "tap_weekly_retrain", retrain | {"storage_prefix": args.prefix})
