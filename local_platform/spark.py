@@ -12,6 +12,7 @@ from pathlib import Path
 from local_platform import artifacts
 from local_platform.config import LOOPBACK, REPO_ROOT, PlatformConfig
 from local_platform.credentials import Credentials
+from local_platform.services.hdfs import hdfs_client_properties
 from local_platform.services.metastore import s3a_properties
 
 ICEBERG_CATALOG = "iceberg"  # same name as the Trino catalog, so table names read the same in both
@@ -42,6 +43,7 @@ def spark_defaults(cfg: PlatformConfig, creds: Credentials) -> dict[str, str]:
         "spark.pyspark.driver.python": str(cfg.python),
     }
     conf.update({f"spark.hadoop.{k}": v for k, v in s3a_properties(cfg, creds).items()})
+    conf.update({f"spark.hadoop.{k}": v for k, v in hdfs_client_properties().items()})
     return conf
 
 
@@ -62,6 +64,8 @@ def spark_env(cfg: PlatformConfig) -> dict[str, str]:
         "PYSPARK_DRIVER_PYTHON": str(cfg.python),
         "JAVA_HOME": str(cfg.java_home),
         "SPARK_LOCAL_IP": LOOPBACK,
+        # The HDFS user (simple auth) that owns the raw tree when the raw zone is in HDFS; unused by S3A.
+        "HADOOP_USER_NAME": cfg.hdfs_user,
         # Executors import the job package by module name, as in the Kubernetes image (/opt/taxi-anomaly).
         "PYTHONPATH": os.pathsep.join(str(REPO_ROOT / d) for d in ("spark_jobs", "plugins")),
     }
