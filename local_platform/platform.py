@@ -57,7 +57,10 @@ class LocalPlatform:
             SupersetService(cfg, self.creds),
             AirflowService(cfg, self.creds),
         ]
-        self.exploration_services: list[Service] = [SparkConnectService(cfg, self.creds), JupyterService(cfg, self.creds)]
+        self.exploration_services: list[Service] = [
+            SparkConnectService(cfg, self.creds),
+            JupyterService(cfg, self.creds),
+        ]
         # Started on request only (the stream needs what the pipeline produces first); stopped by `down` if running.
         self.optional_services: list[Service] = [*([] if raw_in_hdfs else [hdfs]), StreamService(cfg, self.creds)]
 
@@ -75,7 +78,12 @@ class LocalPlatform:
         _log("setup: python virtualenvs")
         subprocess.run(["bash", str(REPO_ROOT / "local_platform" / "install_venvs.sh")], check=True)
         _log("setup: JVM artifacts from Maven Central")
-        jars = (*artifacts.SPARK_JARS, *artifacts.SPARK_KAFKA_JARS, *artifacts.kafka_broker_jars(), *artifacts.hdfs_jars())
+        jars = (
+            *artifacts.SPARK_JARS,
+            *artifacts.SPARK_KAFKA_JARS,
+            *artifacts.kafka_broker_jars(),
+            *artifacts.hdfs_jars(),
+        )
         for artifact in jars:
             artifacts.fetch(artifact, cfg)
         artifacts.install_trino(cfg)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from local_platform.config import LOOPBACK, REPO_ROOT
 from local_platform.process import http_ok, port_open, wait_until
-from local_platform.spark import spark_env
 from local_platform.services.base import Endpoint, Service
+from local_platform.spark import spark_env
 
 CONNECT_SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"

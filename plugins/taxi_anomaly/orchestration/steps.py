@@ -82,7 +82,7 @@ def render_data_docs(targets: list[dict[str, Any]]) -> dict[str, Any]:
     for group in by_sandbox.values():
         runtime = Runtime.from_params(group[0])
         months = [(t["trip_type"], t["month"]) for t in group]
-        pages += render_months(runtime.store, runtime.ingest_settings(), months)
+        pages += render_months(runtime.raw_store, runtime.ingest_settings(), months)
     return {"pages": pages}
 
 
@@ -390,7 +390,9 @@ def landed_months(runtime: Runtime, trip_type: str) -> list[str]:
     from taxi_anomaly.orchestration.months import landed_months_from_keys
 
     prefix = f"{runtime.locations.prefix}tlc/{trip_type}/"
-    keys = [k for k in runtime.store.list_keys(runtime.locations.raw_bucket, prefix) if k.endswith("_manifest.json")]
+    keys = [
+        k for k in runtime.raw_store.list_keys(runtime.locations.raw_bucket, prefix) if k.endswith("_manifest.json")
+    ]
     return landed_months_from_keys(keys, trip_type)
 
 
