@@ -1,7 +1,8 @@
-"""The whole job against the real platform: raw files in MinIO -> Iceberg tables in the Hive Metastore."""
+"""The whole job against the real platform: raw files in MinIO or HDFS -> Iceberg tables in the Hive Metastore."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from anomaly_detection import tables
 from anomaly_detection.args import parse_args
 from anomaly_detection.job import main
 from anomaly_detection.registry import ModelRegistry
+from tests.ingest.conftest import RAW_STORES
 
 pytestmark = [pytest.mark.platform, pytest.mark.spark]
 
@@ -18,36 +20,52 @@ HISTORY = ["2024-01", "2024-02", "2024-03"]
 TARGET = "2024-04"
 
 
+@dataclass(frozen=True)
+class RawZone:
+    prefix: str  # unique per module run; also the models' prefix
+    uri: str  # the job's --raw-uri: s3a://... or hdfs://...
+
+
 @pytest.fixture(scope="module")
-def raw_zone(platform, tmp_path_factory):
-    """Four small generated fhvhv months uploaded to MinIO in the raw zone's layout, under a unique prefix."""
-    import uuid
-
-    from minio import Minio
-
+def generated_months(tmp_path_factory) -> list[Path]:
+    """Four small generated fhvhv months (made once, landed in each raw store that a test asks for)."""
     from taxi_anomaly.synthetic import generate_month
 
-    prefix = f"it-{uuid.uuid4().hex[:8]}"
     out = tmp_path_factory.mktemp("raw")
-    client = Minio(
-        f"127.0.0.1:{platform.cfg.minio_port}",
-        access_key=platform.creds.minio_root_user,
-        secret_key=platform.creds.minio_root_password,
-        secure=False,
-    )
-    keys = []
-    for i, month in enumerate([*HISTORY, TARGET]):
-        result = generate_month("fhvhv", month, out, trips=150_000, seed=10 + i)
+    return [
+        Path(generate_month("fhvhv", month, out, trips=150_000, seed=10 + i).data_path)
+        for i, month in enumerate([*HISTORY, TARGET])
+    ]
+
+
+@pytest.fixture(scope="module")
+def raw_zone(request, platform, generated_months):
+    """The generated months in the raw zone's layout under a unique prefix, in S3 (MinIO) or, when a test is
+    parametrised with RAW_STORES, in HDFS too (WebHDFS, as the platform user), read by Spark through hdfs://."""
+    import uuid
+
+    from taxi_anomaly.ingest.hdfs_storage import HdfsStore
+    from taxi_anomaly.ingest.settings import HdfsSettings, S3Settings
+    from taxi_anomaly.ingest.storage import ObjectStore
+
+    cfg, creds = platform.cfg, platform.creds
+    kind = getattr(request, "param", "s3")
+    if kind == "hdfs":
+        request.getfixturevalue("hdfs")
+        store = HdfsStore(HdfsSettings(cfg.webhdfs_url, cfg.hdfs_user, cfg.hdfs_uri))
+        root = f"{cfg.hdfs_uri}/{cfg.raw_bucket}"
+    else:
+        store = ObjectStore(S3Settings(cfg.minio_endpoint, creds.minio_root_user, creds.minio_root_password))
+        root = f"s3a://{cfg.raw_bucket}"
+    prefix = f"it-{kind}-{uuid.uuid4().hex[:8]}"
+    for path, month in zip(generated_months, [*HISTORY, TARGET], strict=True):
         year, mm = month.split("-")
-        key = f"{prefix}/tlc/fhvhv/year={year}/month={mm}/{Path(result.data_path).name}"
-        client.fput_object(platform.cfg.raw_bucket, key, str(result.data_path))
-        keys.append(key)
-    yield prefix
-    for key in keys:
-        client.remove_object(platform.cfg.raw_bucket, key)
+        store.put_file(cfg.raw_bucket, f"{prefix}/tlc/fhvhv/year={year}/month={mm}/{path.name}", path)
+    yield RawZone(prefix, f"{root}/{prefix}/tlc")
+    store.delete_prefix(cfg.raw_bucket, f"{prefix}/")
 
 
-def job_args(platform, prefix: str, namespace: str, *extra: str):
+def job_args(platform, zone: RawZone, namespace: str, *extra: str):
     return parse_args(
         [
             "--trip-type",
@@ -55,9 +73,9 @@ def job_args(platform, prefix: str, namespace: str, *extra: str):
             "--granularity",
             "city",
             "--raw-uri",
-            f"s3a://{platform.cfg.raw_bucket}/{prefix}/tlc",
+            zone.uri,
             "--models-uri",
-            f"s3a://{platform.cfg.models_bucket}/{prefix}",
+            f"s3a://{platform.cfg.models_bucket}/{zone.prefix}",
             "--namespace",
             namespace,
             *extra,
@@ -95,7 +113,7 @@ def test_train_score_rerun_and_failed_write(platform, spark, raw_zone, unique_na
         assert 130_000 < row[2] <= 150_000  # April's trips, minus the generator's dirt outside the month
 
         # The model version is in the registry on MinIO.
-        registry = ModelRegistry(spark, f"s3a://{platform.cfg.models_bucket}/{raw_zone}")
+        registry = ModelRegistry(spark, f"s3a://{platform.cfg.models_bucket}/{raw_zone.prefix}")
         assert registry.versions("fhvhv", "city") == [first.model_version]
 
         # Rerun of the month with the latest model: same windows, replaced not appended.
@@ -129,13 +147,38 @@ def test_train_score_rerun_and_failed_write(platform, spark, raw_zone, unique_na
         tables.drop_namespace(spark, namespace)
 
 
+@pytest.mark.parametrize("raw_zone", RAW_STORES, indirect=True)
+def test_the_job_reads_a_raw_month_whole_from_either_store(platform, spark, raw_zone, generated_months):
+    """The job's read of the raw zone (its raw_path, read_month, aggregate_windows) from s3a:// and hdfs://: every
+    trip of the month counted, every window present. The rest of the job does not depend on the store (the full
+    run above reads S3; this one costs ~15 s per store instead of minutes)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from anomaly_detection.normalise import read_month
+    from anomaly_detection.windows import aggregate_windows
+
+    args = job_args(platform, raw_zone, "unused", "--mode", "train", "--train-months", TARGET)
+    assert args.raw_path(TARGET).startswith(raw_zone.uri)
+    windows = aggregate_windows(read_month(spark, args.raw_path(TARGET), "fhvhv"), [TARGET], "city")
+    count, trips = windows.agg(F.count(F.lit(1)), F.sum("trips")).first()
+    pickups = pq.read_table(generated_months[-1], columns=["pickup_datetime"])["pickup_datetime"]
+    in_april = pc.and_(
+        pc.greater_equal(pickups, pc.strptime("2024-04-01", "%Y-%m-%d", "us")),
+        pc.less(pickups, pc.strptime("2024-05-01", "%Y-%m-%d", "us")),
+    )
+    assert (count, trips) == (30 * 48, pc.sum(in_april).as_py())
+
+
 def test_score_without_a_trained_model_fails_clearly(platform, spark, raw_zone, unique_name):
     from anomaly_detection.registry import ModelRegistryError
 
     with pytest.raises(ModelRegistryError, match="no trained model under .*run with --mode train first"):
-        main(spark, job_args(platform, f"{raw_zone}-nothing", unique_name, "--mode", "score", "--score-months", TARGET))
+        nothing = RawZone(f"{raw_zone.prefix}-nothing", raw_zone.uri)
+        main(spark, job_args(platform, nothing, unique_name, "--mode", "score", "--score-months", TARGET))
 
 
+@pytest.mark.parametrize("raw_zone", RAW_STORES, indirect=True)
 def test_a_missing_raw_month_names_its_path(platform, spark, raw_zone, unique_name):
     from anomaly_detection.normalise import InputDataError
 
