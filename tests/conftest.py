@@ -100,6 +100,25 @@ def spark(request: pytest.FixtureRequest):
     session.stop()
 
 
+# Generated fhvhv months shared by the job and notebook tests: three of history, one to score (labelled anomalies).
+FHVHV_HISTORY = ("2024-01", "2024-02", "2024-03")
+FHVHV_TARGET = "2024-04"
+
+
+@pytest.fixture(scope="session")
+def generated_fhvhv_months(tmp_path_factory: pytest.TempPathFactory) -> list:
+    """The four months as local parquet files (made once per session, ~10-20 s each on a loaded machine)."""
+    from pathlib import Path
+
+    from taxi_anomaly.synthetic import generate_month
+
+    out = tmp_path_factory.mktemp("generated-fhvhv")
+    return [
+        Path(generate_month("fhvhv", month, out, trips=150_000, seed=10 + i).data_path)
+        for i, month in enumerate([*FHVHV_HISTORY, FHVHV_TARGET])
+    ]
+
+
 @pytest.fixture
 def unique_name() -> str:
     """A name no other test run uses (tables, objects, databases)."""

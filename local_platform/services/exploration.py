@@ -8,7 +8,8 @@ Interceptor): a call without it, or with another, is refused with UNAUTHENTICATE
 
 from __future__ import annotations
 
-from local_platform.config import LOOPBACK, REPO_ROOT
+from local_platform.config import LOOPBACK, REPO_ROOT, PlatformConfig
+from local_platform.credentials import Credentials
 from local_platform.process import http_ok, port_open, wait_until
 from local_platform.services.base import Endpoint, Service
 from local_platform.spark import spark_env
@@ -17,7 +18,7 @@ CONNECT_SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 
 
-def connect_client_env(cfg, creds) -> dict[str, str]:
+def connect_client_env(cfg: PlatformConfig, creds: Credentials) -> dict[str, str]:
     """What a Spark Connect client needs: pyspark's SparkSession.builder.getOrCreate() reads both variables."""
     return {"SPARK_REMOTE": cfg.spark_connect_url, "SPARK_CONNECT_AUTHENTICATE_TOKEN": creds.spark_connect_token}
 
@@ -106,9 +107,16 @@ class JupyterService(Service):
             "HADOOP_USER_NAME": self.cfg.hdfs_user,
         }
 
+    def write_settings(self) -> None:
+        """Lab settings of this install: no news pop-up (it would ask to fetch news from the internet)."""
+        notification = self.data_dir() / "lab-settings" / "@jupyterlab" / "apputils-extension"
+        notification.mkdir(parents=True, exist_ok=True)
+        (notification / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}\n')
+
     def start(self) -> None:
         proc = self.process("jupyterlab")
         if not proc.is_running():
+            self.write_settings()
             proc.start(self.argv(), self.env(), self.log_file("jupyterlab"), cwd=NOTEBOOKS_DIR)
         wait_until(self.healthy, self.start_timeout, "JupyterLab", proc, self.log_file("jupyterlab"))
 

@@ -12,12 +12,13 @@ from anomaly_detection import tables
 from anomaly_detection.args import parse_args
 from anomaly_detection.job import main
 from anomaly_detection.registry import ModelRegistry
+from tests.conftest import FHVHV_HISTORY, FHVHV_TARGET
 from tests.ingest.conftest import RAW_STORES
 
 pytestmark = [pytest.mark.platform, pytest.mark.spark]
 
-HISTORY = ["2024-01", "2024-02", "2024-03"]
-TARGET = "2024-04"
+HISTORY = list(FHVHV_HISTORY)
+TARGET = FHVHV_TARGET
 
 
 @dataclass(frozen=True)
@@ -27,15 +28,8 @@ class RawZone:
 
 
 @pytest.fixture(scope="module")
-def generated_months(tmp_path_factory) -> list[Path]:
-    """Four small generated fhvhv months (made once, landed in each raw store that a test asks for)."""
-    from taxi_anomaly.synthetic import generate_month
-
-    out = tmp_path_factory.mktemp("raw")
-    return [
-        Path(generate_month("fhvhv", month, out, trips=150_000, seed=10 + i).data_path)
-        for i, month in enumerate([*HISTORY, TARGET])
-    ]
+def generated_months(generated_fhvhv_months) -> list[Path]:
+    return generated_fhvhv_months
 
 
 @pytest.fixture(scope="module")
