@@ -12,7 +12,6 @@ from pathlib import Path
 from local_platform import artifacts
 from local_platform.config import LOOPBACK, REPO_ROOT, PlatformConfig
 from local_platform.credentials import Credentials
-from local_platform.services.hdfs import hdfs_client_properties
 from local_platform.services.metastore import s3a_properties
 
 ICEBERG_CATALOG = "iceberg"  # same name as the Trino catalog, so table names read the same in both
@@ -43,7 +42,6 @@ def spark_defaults(cfg: PlatformConfig, creds: Credentials) -> dict[str, str]:
         "spark.pyspark.driver.python": str(cfg.python),
     }
     conf.update({f"spark.hadoop.{k}": v for k, v in s3a_properties(cfg, creds).items()})
-    conf.update({f"spark.hadoop.{k}": v for k, v in hdfs_client_properties().items()})
     return conf
 
 

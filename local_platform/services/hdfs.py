@@ -178,8 +178,3 @@ class HdfsService(Service):
         self.webhdfs("PUT", raw, "MKDIRS")
         self.webhdfs("PUT", raw, "SETOWNER", owner=user, group=user)
         self.webhdfs("PUT", raw, "SETPERMISSION", permission=RAW_TREE_MODE)
-
-
-def hdfs_client_properties() -> dict[str, str]:
-    """What a Hadoop client (Spark) needs besides the hdfs:// URI: one replica, DataNodes by their hostname."""
-    return {"dfs.replication": "1", "dfs.client.use.datanode.hostname": "true"}
