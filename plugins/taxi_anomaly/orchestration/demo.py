@@ -153,7 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     superset_url = f"http://{superset.get('host', '127.0.0.1')}:{superset.get('port', 8088)}"
     print(f"Airflow runs:         {client.base_url}/dags/tap_backfill/runs")
     print(f"Superset dashboard:   {superset_url}/superset/dashboard/taxi-anomalies/")
-    print("Logins:               .platform/credentials.env (AIRFLOW_ADMIN_*, SUPERSET_ADMIN_*)")
+    if jupyter_url := os.environ.get("TAP_JUPYTER_URL"):
+        print(f"JupyterLab notebook:  {jupyter_url}/lab/tree/explore_anomalies.ipynb (token: JUPYTER_TOKEN)")
+    print("Logins:               .platform/credentials.env (AIRFLOW_ADMIN_*, SUPERSET_ADMIN_*, JUPYTER_TOKEN)")
     print(
         'Top anomalies again:  eval "$(python3 -m local_platform env airflow)" && '
         ".venv/bin/python -m taxi_anomaly.serving.top_anomalies -n 10"
