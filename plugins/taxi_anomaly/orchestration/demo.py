@@ -3,9 +3,11 @@
 1. sample data: the real green 2024-01 (shared reference data) and generated months (history for green and
    fhvhv, and the fhvhv month 2025-04 with labelled anomalies), served by a TLC mirror started here on 127.0.0.1;
 2. tap_backfill, score off: the history months land (months the mirror does not have are skipped);
-3. tap_weekly_retrain: a model per trip type is trained, evaluated and promoted (skipped once one is promoted);
-4. tap_backfill for green 2024-01, then fhvhv 2025-04: Spark scores them with the promoted model into
-   iceberg.taxi.*, Trino checks the counts, and the Superset dashboards are refreshed;
+3. tap_weekly_retrain: a city model per trip type, and a borough model for fhvhv, are trained, evaluated and
+   promoted (skipped once promoted);
+4. tap_backfill for green 2024-01, then fhvhv 2025-04 (city, then borough): Spark scores them with the promoted
+   models into iceberg.taxi.*, Trino checks the counts, and the Superset dashboards are refreshed (the borough
+   panel shows the fhvhv borough windows in the dashboard's default view);
 5. the stream: the streaming job starts (`make stream-up`), the fhvhv month is replayed into Kafka at 5,000
    events/s, and alerts are printed as they arrive (taxi_anomaly.streaming.demo; --no-stream skips it).
 
@@ -36,6 +38,8 @@ DEMO_DIR = REPO_ROOT / ".platform" / "demo"
 HISTORY = {"green": ("2024-10", "2024-11", "2024-12"), "fhvhv": ("2025-01", "2025-02", "2025-03")}
 HISTORY_RANGE = ("2024-10", "2025-03")
 TARGETS = {"green": "2024-01", "fhvhv": "2025-04"}  # green 2024-01 is the real TLC file
+# Also scored per borough, so that the dashboard's borough panel has windows to show in its default view.
+BOROUGH_TARGETS = ("fhvhv",)
 HISTORY_TRIPS = {"green": 40_000, "fhvhv": 300_000}
 TARGET_TRIPS = 300_000
 DEMO_DAGS = ("tap_backfill", "tap_weekly_retrain")
@@ -81,14 +85,14 @@ def run_dag(client: AirflowClient, dag_id: str, conf: dict[str, Any]) -> dict[st
     return finished
 
 
-def promoted(prefix: str, trip_type: str) -> str | None:
+def promoted(prefix: str, trip_type: str, granularity: str = "city") -> str | None:
     from taxi_anomaly.ingest import S3Settings
     from taxi_anomaly.ingest.storage import ObjectStore
     from taxi_anomaly.orchestration.jobspec import Locations
     from taxi_anomaly.orchestration.promotion import POINTER
 
     store, locations = ObjectStore(S3Settings.from_env()), Locations(prefix=prefix)
-    key = locations.models_key(trip_type, "city", POINTER)
+    key = locations.models_key(trip_type, granularity, POINTER)
     bucket = locations.models_bucket
     return store.get_json(bucket, key)["version"] if store.exists(bucket, key) else None
 
@@ -124,17 +128,20 @@ def main(argv: list[str] | None = None) -> int:
                 "tap_backfill",
                 {"trip_types": list(HISTORY), "first_month": first, "last_month": last, "score": False} | sandbox,
             )
-            if args.retrain or not all(promoted(args.prefix, t) for t in TARGETS):
-                retrain = {"trip_types": list(TARGETS), "train_window_months": 2, "namespace": "taxi"}
-                run_dag(client, "tap_weekly_retrain", retrain | {"storage_prefix": args.prefix})
-            else:
-                say("models already promoted: retraining skipped (--retrain to retrain)")
+            retrain = {"train_window_months": 2, "namespace": "taxi", "storage_prefix": args.prefix}
+            for granularity, trip_types in (("city", list(TARGETS)), ("borough", list(BOROUGH_TARGETS))):
+                if args.retrain or not all(promoted(args.prefix, t, granularity) for t in trip_types):
+                    run_dag(
+                        client,
+                        "tap_weekly_retrain",
+                        retrain | {"trip_types": trip_types, "granularity": granularity},
+                    )
+                else:
+                    say(f"{granularity} models already promoted: retraining skipped (--retrain to retrain)")
             for trip_type, month in TARGETS.items():
-                run_dag(
-                    client,
-                    "tap_backfill",
-                    {"trip_types": [trip_type], "first_month": month, "last_month": month} | sandbox,
-                )
+                for granularity in ("city", "borough") if trip_type in BOROUGH_TARGETS else ("city",):
+                    window = {"first_month": month, "last_month": month, "granularity": granularity}
+                    run_dag(client, "tap_backfill", {"trip_types": [trip_type], **window} | sandbox)
     finally:
         for dag_id, was_paused in paused.items():
             if was_paused:  # leave the platform's schedules as they were
