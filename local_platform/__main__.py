@@ -41,8 +41,10 @@ def _env(platform: LocalPlatform, service: str) -> int:
         env = platform.service("airflow").env()  # type: ignore[attr-defined]
     elif service == "spark":
         env = spark_env(platform.cfg)
+    elif service == "jupyter":
+        env = {"TAP_JUPYTER_URL": platform.cfg.jupyter_url}
     else:
-        print(f"env: unknown service {service!r}; choose airflow or spark", file=sys.stderr)
+        print(f"env: unknown service {service!r}; choose airflow, spark or jupyter", file=sys.stderr)
         return 2
     for key, value in sorted(env.items()):
         print(f"export {key}={shlex.quote(value)}")
@@ -60,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("stream-up", help="start the streaming job (needs the platform up and a promoted model)")
     sub.add_parser("stream-down", help="stop the streaming job")
     env_p = sub.add_parser("env", help="print the client environment of a service as export lines")
-    env_p.add_argument("service", choices=["airflow", "spark"])
+    env_p.add_argument("service", choices=["airflow", "spark", "jupyter"])
     args = parser.parse_args(argv)
 
     platform = LocalPlatform(load_config())

@@ -23,6 +23,7 @@ HADOOP_VERSION = "3.4.2"  # must match the Hadoop bundled with pyspark 4.1.x
 AWS_SDK_VERSION = "2.44.4"  # the SDK inside iceberg-aws-bundle 1.11.0
 KAFKA_VERSION = "4.4.0"
 KAFKA_BROKER_LOCK = Path(__file__).resolve().parent / "kafka-broker.lock"
+HDFS_LOCK = Path(__file__).resolve().parent / "hdfs.lock"  # Hadoop HADOOP_VERSION's NameNode/DataNode classpath
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,17 @@ SPARK_KAFKA_JARS = (
 
 
 def kafka_broker_jars(lock: Path = KAFKA_BROKER_LOCK) -> tuple[MavenArtifact, ...]:
-    """The broker's classpath as pinned in kafka-broker.lock (`group:artifact:version sha256` a line)."""
+    """The broker's classpath as pinned in kafka-broker.lock."""
+    return locked_jars(lock)
+
+
+def hdfs_jars(lock: Path = HDFS_LOCK) -> tuple[MavenArtifact, ...]:
+    """The HDFS daemons' classpath as pinned in hdfs.lock."""
+    return locked_jars(lock)
+
+
+def locked_jars(lock: Path) -> tuple[MavenArtifact, ...]:
+    """A classpath pinned in a lock file (`group:artifact:version sha256` a line, `#` comments)."""
     jars = []
     for line_no, raw in enumerate(lock.read_text().splitlines(), start=1):
         line = raw.strip()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
+RAW_STORES = ("s3", "hdfs")
 
 
 def _default_cache_dir() -> Path:
@@ -35,6 +36,14 @@ class PlatformConfig:
     airflow_trigger_log_port: int = 8794
     kafka_port: int = 9092  # clients (SASL/SCRAM)
     kafka_controller_port: int = 9093  # the KRaft controller quorum (SASL/PLAIN, the broker itself only)
+    # HDFS (the raw zone when raw_store is "hdfs"): NameNode RPC and HTTP (WebHDFS), DataNode transfer/HTTP/IPC.
+    hdfs_namenode_port: int = 8020
+    hdfs_namenode_http_port: int = 9870
+    hdfs_datanode_port: int = 9866
+    hdfs_datanode_http_port: int = 9864
+    hdfs_datanode_ipc_port: int = 9867
+    spark_connect_port: int = 15002  # Spark Connect (gRPC, bearer token)
+    jupyter_port: int = 8888  # JupyterLab (token)
 
     # Paths. state_dir holds everything a running platform writes (data, logs, PIDs, credentials).
     state_dir: Path = REPO_ROOT / ".platform"
@@ -51,6 +60,13 @@ class PlatformConfig:
     metastore_heap: str = "512m"
     kafka_heap: str = "512m"
     superset_workers: int = 2
+    hdfs_heap: str = "256m"
+    spark_connect_driver_memory: str = "1g"
+
+    # Where the raw zone lives: "s3" (MinIO bucket raw_bucket) or "hdfs" (directory /raw_bucket in HDFS, owned
+    # by hdfs_user). `make up` starts HDFS only when this says "hdfs"; tests of both stores start it themselves.
+    raw_store: str = "s3"
+    hdfs_user: str = "tap"  # the platform's HDFS user: owns the raw tree, ingests and reads it
 
     # The optional streaming service (`make stream-up`): what it scores, with which model, into which namespace.
     # The models URI is the registry root of the demo's key prefix (Locations(prefix="demo/").models_uri; a
@@ -66,6 +82,10 @@ class PlatformConfig:
     warehouse_bucket: str = "tap-warehouse"
     models_bucket: str = "tap-models"
     reports_bucket: str = "tap-reports"
+
+    def __post_init__(self) -> None:
+        if self.raw_store not in RAW_STORES:
+            raise ValueError(f"TAP_RAW_STORE={self.raw_store!r}: choose one of {', '.join(RAW_STORES)}")
 
     @property
     def buckets(self) -> tuple[str, ...]:
@@ -130,7 +150,7 @@ class PlatformConfig:
 
     @property
     def listening_ports(self) -> tuple[int, ...]:
-        """Every port `make up` opens (the Airflow log-server ports are not among them: those never run)."""
+        """Every port the core services open (the Airflow log-server ports are not among them: those never run)."""
         return (
             self.minio_port,
             self.minio_console_port,
@@ -141,6 +161,47 @@ class PlatformConfig:
             self.superset_port,
             self.airflow_port,
         )
+
+    @property
+    def optional_ports(self) -> tuple[int, ...]:
+        """The ports of the optional services: HDFS, Spark Connect, JupyterLab."""
+        return (*self.hdfs_ports, self.spark_connect_port, self.jupyter_port)
+
+    @property
+    def hdfs_ports(self) -> tuple[int, ...]:
+        return (
+            self.hdfs_namenode_port,
+            self.hdfs_namenode_http_port,
+            self.hdfs_datanode_port,
+            self.hdfs_datanode_http_port,
+            self.hdfs_datanode_ipc_port,
+        )
+
+    @property
+    def hdfs_uri(self) -> str:
+        """The default file system URI (NameNode RPC), as Spark's hdfs:// paths name it."""
+        return f"hdfs://{LOOPBACK}:{self.hdfs_namenode_port}"
+
+    @property
+    def webhdfs_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.hdfs_namenode_http_port}/webhdfs/v1"
+
+    @property
+    def raw_root_uri(self) -> str:
+        """The raw zone's root as Spark reads it: s3a://tap-raw or hdfs://127.0.0.1:8020/tap-raw."""
+        if self.raw_store == "hdfs":
+            return f"{self.hdfs_uri}/{self.raw_bucket}"
+        return f"s3a://{self.raw_bucket}"
+
+    @property
+    def spark_connect_url(self) -> str:
+        # "localhost", not 127.0.0.1: pyspark's client sends a token over a plain channel only to "localhost"
+        # (grpc local credentials); for any other host a token implies TLS (pyspark/sql/connect/client/core.py).
+        return f"sc://localhost:{self.spark_connect_port}"
+
+    @property
+    def jupyter_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.jupyter_port}"
 
     @property
     def kafka_bootstrap(self) -> str:

@@ -1,7 +1,8 @@
 """Airflow connections to the platform's services, provisioned as AIRFLOW_CONN_* environment variables.
 
 The connection ids are the platform's contract with the DAGs and plugins (and with the Kubernetes Secrets
-described in helm-values/): tap_s3, tap_metastore, tap_trino (admin), tap_trino_analyst (read-only, used by
+described in helm-values/): tap_s3 (its extra also says where the raw zone is: raw_store s3 or hdfs, raw_root),
+tap_hdfs (WebHDFS as the platform's HDFS user), tap_metastore, tap_trino (admin), tap_trino_analyst (read-only, used by
 Superset), tap_superset, tap_spark_local, and one Kafka connection per role: tap_kafka_replay (writes trips),
 tap_kafka_streaming (the streaming job), tap_kafka_reader (reads every topic).
 """
@@ -21,6 +22,7 @@ TRINO_CONN_ID = "tap_trino"
 TRINO_ANALYST_CONN_ID = "tap_trino_analyst"
 SUPERSET_CONN_ID = "tap_superset"
 SPARK_LOCAL_CONN_ID = "tap_spark_local"
+HDFS_CONN_ID = "tap_hdfs"
 KAFKA_ROLES = ("replay", "streaming", "reader")
 
 
@@ -70,7 +72,18 @@ def connection_definitions(cfg: PlatformConfig, creds: Credentials) -> dict[str,
                 "warehouse_bucket": cfg.warehouse_bucket,
                 "models_bucket": cfg.models_bucket,
                 "reports_bucket": cfg.reports_bucket,
+                "raw_store": cfg.raw_store,
+                "raw_root": cfg.raw_root_uri,
             },
+        },
+        HDFS_CONN_ID: {
+            "conn_type": "generic",
+            "description": "HDFS over WebHDFS (simple auth: the login names the HDFS user)",
+            "host": LOOPBACK,
+            "port": cfg.hdfs_namenode_http_port,
+            "schema": "http",
+            "login": cfg.hdfs_user,
+            "extra": {"namenode_uri": cfg.hdfs_uri},
         },
         METASTORE_CONN_ID: {
             "conn_type": "generic",

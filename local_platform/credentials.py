@@ -38,6 +38,8 @@ class Credentials:
     kafka_streaming_password: str
     kafka_reader_password: str
     kafka_controller_password: str
+    spark_connect_token: str  # bearer token every Spark Connect client sends
+    jupyter_token: str  # JupyterLab's login token
 
     @classmethod
     def generate(cls) -> Credentials:
@@ -61,6 +63,8 @@ class Credentials:
             kafka_streaming_password=_password(),
             kafka_reader_password=_password(),
             kafka_controller_password=_password(),
+            spark_connect_token=_password(32),
+            jupyter_token=_password(32),
         )
 
     def as_env(self) -> dict[str, str]:

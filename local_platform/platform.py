@@ -12,6 +12,8 @@ from local_platform.config import REPO_ROOT, PlatformConfig
 from local_platform.credentials import Credentials, load_or_create
 from local_platform.services.airflow import AirflowService
 from local_platform.services.base import Service
+from local_platform.services.exploration import JupyterService, SparkConnectService
+from local_platform.services.hdfs import HdfsService
 from local_platform.services.kafka import KafkaService
 from local_platform.services.metastore import MetastoreService, build_loopback_shim
 from local_platform.services.minio import MinioService
@@ -35,24 +37,39 @@ class ServiceStatus:
 
 
 class LocalPlatform:
-    """All services, in start order (each depends only on those before it)."""
+    """All services, in start order (each depends only on those before it).
+
+    `services` are the core: what the pipeline needs (HDFS among them when the raw zone is in HDFS).
+    `exploration_services` (Spark Connect, JupyterLab) are started by `make up` after the core, and by the tests
+    that need them. `optional_services` start on request only (HDFS when the raw zone is in S3, the stream)."""
 
     def __init__(self, cfg: PlatformConfig, creds: Credentials | None = None) -> None:
         self.cfg = cfg
         self.creds = creds or load_or_create(cfg.credentials_file)
+        hdfs = HdfsService(cfg, self.creds)
+        raw_in_hdfs = cfg.raw_store == "hdfs"
         self.services: list[Service] = [
             MinioService(cfg, self.creds),
+            *([hdfs] if raw_in_hdfs else []),
             MetastoreService(cfg, self.creds),
             KafkaService(cfg, self.creds),
             TrinoService(cfg, self.creds),
             SupersetService(cfg, self.creds),
             AirflowService(cfg, self.creds),
         ]
-        # Started on request only (they need what the pipeline produces first); stopped by `down` if running.
-        self.optional_services: list[Service] = [StreamService(cfg, self.creds)]
+        self.exploration_services: list[Service] = [
+            SparkConnectService(cfg, self.creds),
+            JupyterService(cfg, self.creds),
+        ]
+        # Started on request only (the stream needs what the pipeline produces first); stopped by `down` if running.
+        self.optional_services: list[Service] = [*([] if raw_in_hdfs else [hdfs]), StreamService(cfg, self.creds)]
+
+    @property
+    def all_services(self) -> list[Service]:
+        return [*self.services, *self.exploration_services, *self.optional_services]
 
     def service(self, name: str) -> Service:
-        return next(s for s in [*self.services, *self.optional_services] if s.name == name)
+        return next(s for s in self.all_services if s.name == name)
 
     # setup ---------------------------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -61,7 +78,13 @@ class LocalPlatform:
         _log("setup: python virtualenvs")
         subprocess.run(["bash", str(REPO_ROOT / "local_platform" / "install_venvs.sh")], check=True)
         _log("setup: JVM artifacts from Maven Central")
-        for artifact in (*artifacts.SPARK_JARS, *artifacts.SPARK_KAFKA_JARS, *artifacts.kafka_broker_jars()):
+        jars = (
+            *artifacts.SPARK_JARS,
+            *artifacts.SPARK_KAFKA_JARS,
+            *artifacts.kafka_broker_jars(),
+            *artifacts.hdfs_jars(),
+        )
+        for artifact in jars:
             artifacts.fetch(artifact, cfg)
         artifacts.install_trino(cfg)
         artifacts.trino_cli(cfg)
@@ -74,9 +97,10 @@ class LocalPlatform:
         _log(f"setup: done (credentials in {cfg.credentials_file})")
 
     # lifecycle -----------------------------------------------------------------------------------------------
-    def up(self) -> None:
+    def up(self, services: list[Service] | None = None) -> None:
+        """Start `services` (default: the core, then the exploration services) in order, each until healthy."""
         write_spark_defaults(self.cfg, self.creds)
-        for service in self.services:
+        for service in services if services is not None else [*self.services, *self.exploration_services]:
             started = time.monotonic()
             state = "already running" if service.is_running() else "starting"
             _log(f"up: {service.name} ({state})")
@@ -85,14 +109,14 @@ class LocalPlatform:
 
     def down(self) -> list[str]:
         stopped: list[str] = []
-        for service in [*self.optional_services, *reversed(self.services)]:
+        for service in [*self.optional_services, *reversed(self.exploration_services), *reversed(self.services)]:
             stopped += service.stop()
         return stopped
 
     def status(self) -> list[ServiceStatus]:
         result = []
         running_optional = [s for s in self.optional_services if s.is_running()]
-        for service in [*self.services, *running_optional]:
+        for service in [*self.services, *self.exploration_services, *running_optional]:
             pids = {p.name: p.pid for p in service.processes}
             running = all(pid is not None for pid in pids.values())
             result.append(

@@ -62,6 +62,8 @@ def spark_env(cfg: PlatformConfig) -> dict[str, str]:
         "PYSPARK_DRIVER_PYTHON": str(cfg.python),
         "JAVA_HOME": str(cfg.java_home),
         "SPARK_LOCAL_IP": LOOPBACK,
+        # The HDFS user (simple auth) that owns the raw tree when the raw zone is in HDFS; unused by S3A.
+        "HADOOP_USER_NAME": cfg.hdfs_user,
         # Executors import the job package by module name, as in the Kubernetes image (/opt/taxi-anomaly).
         "PYTHONPATH": os.pathsep.join(str(REPO_ROOT / d) for d in ("spark_jobs", "plugins")),
     }

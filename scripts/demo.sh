@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 eval "$(python3 -m local_platform env airflow)"
+eval "$(python3 -m local_platform env jupyter)"
 exec .venv/bin/python -m taxi_anomaly.orchestration.demo "$@"

@@ -49,7 +49,7 @@ class StreamService(Service):
             str(self.status_file),
         ]
         if cfg.stream_granularity == "borough":
-            argv += ["--zones-uri", f"s3a://{cfg.raw_bucket}/{cfg.stream_key_prefix}tlc/misc/taxi_zone_lookup.csv"]
+            argv += ["--zones-uri", f"{cfg.raw_root_uri}/{cfg.stream_key_prefix}tlc/misc/taxi_zone_lookup.csv"]
         return argv
 
     def env(self) -> dict[str, str]:

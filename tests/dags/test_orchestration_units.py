@@ -112,6 +112,11 @@ def test_locations_follow_the_connection_and_the_prefix():
     assert where.models_key("green", "city", "promoted.json") == "t_1/registry/green/city/promoted.json"
     with pytest.raises(ValueError, match="must end with '/'"):
         Locations(prefix="t_1")
+    in_hdfs = SimpleNamespace(extra_dejson={**S3_EXTRA, "raw_root": "hdfs://127.0.0.1:8020/tap-raw"})
+    where = Locations.from_connection(in_hdfs, "t_1/")
+    assert where.raw_uri == "hdfs://127.0.0.1:8020/tap-raw/t_1/tlc"
+    assert where.zones_uri == "hdfs://127.0.0.1:8020/tap-raw/t_1/tlc/misc/taxi_zone_lookup.csv"
+    assert where.models_uri == "s3a://tap-models/t_1/registry"  # models stay in S3
 
 
 @pytest.mark.parametrize("job", jobs(), ids=lambda j: str(j.mode))

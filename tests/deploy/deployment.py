@@ -30,7 +30,7 @@ STRIMZI_SCHEMA_FILE = Path(__file__).with_name("strimzi-v1.subset.schema.json")
 KAFKA_MANIFEST = MANIFESTS / "kafka.yaml"
 CHART_KEYS_FILE = Path(__file__).with_name("chart_keys.yaml")
 
-CHARTS = ("airflow", "spark-operator", "minio", "trino", "superset", "strimzi")
+CHARTS = ("airflow", "spark-operator", "minio", "trino", "superset", "strimzi", "jupyterhub")
 
 
 @cache

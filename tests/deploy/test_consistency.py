@@ -351,7 +351,9 @@ def local_definitions() -> dict[str, dict]:
 
 
 def test_connection_ids_are_the_local_ids_plus_kubernetes():
-    local_ids = set(local_definitions()) - {local_connections.SPARK_LOCAL_CONN_ID}
+    # tap_hdfs is the local HDFS (WebHDFS, simple auth); the cluster's HDFS variant is Kerberized and needs a
+    # Kerberos-capable client the ingestion does not have yet (docs/exploration.md).
+    local_ids = set(local_definitions()) - {local_connections.SPARK_LOCAL_CONN_ID, local_connections.HDFS_CONN_ID}
     ids = set(connections())
     assert ids == local_ids | {naming()["connections"]["kubernetes"]}
     assert ids == set(naming()["connections"].values())

@@ -1,4 +1,7 @@
-"""Fixtures of the ingestion tests: the real reference data, an in-process TLC mirror, S3 settings and clean-up."""
+"""Fixtures of the ingestion tests: the real reference data, an in-process TLC mirror, the raw store and clean-up.
+
+The raw store is S3 unless a test asks for both with `@pytest.mark.parametrize("raw_store", RAW_STORES,
+indirect=True)`: then it runs once against MinIO and once against HDFS (started once per session)."""
 
 from __future__ import annotations
 
@@ -12,11 +15,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from taxi_anomaly.ingest.mirror import Mirror
-from taxi_anomaly.ingest.settings import IngestSettings, S3Settings, shared_data_dir
-from taxi_anomaly.ingest.storage import ObjectStore
+from taxi_anomaly.ingest.settings import HdfsSettings, IngestSettings, S3Settings, shared_data_dir
+from taxi_anomaly.ingest.storage import ObjectStore, RawStore, open_raw_store
 from taxi_anomaly.tlc import YearMonth
 
 GREEN_2024_01 = "green_tripdata_2024-01.parquet"
+RAW_STORES = ("s3", "hdfs")
 
 
 @pytest.fixture(scope="session")
@@ -53,17 +57,38 @@ def s3_settings(platform) -> S3Settings:
     return S3Settings(f"http://127.0.0.1:{cfg.minio_port}", creds.minio_root_user, creds.minio_root_password)
 
 
-@pytest.fixture(scope="session")
-def store(s3_settings: S3Settings) -> ObjectStore:
+@pytest.fixture
+def raw_store(request: pytest.FixtureRequest) -> str:
+    """Which raw store the test runs against: "s3" unless parametrised (indirect) with RAW_STORES."""
+    kind = getattr(request, "param", "s3")
+    if kind == "hdfs":
+        request.getfixturevalue("hdfs")
+    return kind
+
+
+def hdfs_settings(cfg) -> HdfsSettings:
+    return HdfsSettings(cfg.webhdfs_url, cfg.hdfs_user, cfg.hdfs_uri)
+
+
+@pytest.fixture
+def store(s3_settings: S3Settings, raw_store: str, platform) -> RawStore:
+    if raw_store == "hdfs":
+        from taxi_anomaly.ingest.hdfs_storage import HdfsStore
+
+        return HdfsStore(hdfs_settings(platform.cfg))
     return ObjectStore(s3_settings)
 
 
 @pytest.fixture
-def settings(platform, s3_settings, store, mirror, tlc_data, tmp_path, unique_name) -> Iterator[IngestSettings]:
-    """Settings against the real MinIO and the in-process mirror, under a key prefix no one else uses."""
+def settings(
+    platform, s3_settings, raw_store, store, mirror, tlc_data, tmp_path, unique_name
+) -> Iterator[IngestSettings]:
+    """Settings against the real raw store and the in-process mirror, under a key prefix no one else uses."""
     prefix = f"{unique_name}/"
     ingest = IngestSettings(
         s3_settings,
+        raw_store=raw_store,
+        hdfs=hdfs_settings(platform.cfg) if raw_store == "hdfs" else None,
         base_url=mirror.url,
         raw_bucket=platform.cfg.raw_bucket,
         key_prefix=prefix,
@@ -73,6 +98,7 @@ def settings(platform, s3_settings, store, mirror, tlc_data, tmp_path, unique_na
         backoff_max_s=0.2,
         read_timeout_s=5.0,
     )
+    assert type(open_raw_store(ingest)) is type(store)
     yield ingest
     store.delete_prefix(ingest.raw_bucket, prefix)
 

@@ -19,9 +19,10 @@ from taxi_anomaly.ingest.mirror import Fault, Mirror
 from taxi_anomaly.ingest.pipeline import IngestFailed, Status, ingest_month, ingest_zone_lookup
 from taxi_anomaly.ingest.schema import canonical_schema
 from taxi_anomaly.ingest.settings import IngestSettings
-from taxi_anomaly.ingest.storage import ObjectStore
+from taxi_anomaly.ingest.storage import RawStore
 from taxi_anomaly.layout import month_keys, zone_lookup_keys
 from taxi_anomaly.tlc import YearMonth, source_url
+from tests.ingest.conftest import RAW_STORES
 
 pytestmark = pytest.mark.platform
 
@@ -33,7 +34,7 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def keys_under(store: ObjectStore, settings: IngestSettings) -> list[str]:
+def keys_under(store: RawStore, settings: IngestSettings) -> list[str]:
     return sorted(store.list_keys(settings.raw_bucket, settings.key_prefix))
 
 
@@ -41,7 +42,8 @@ def gets(mirror: Mirror, path: str) -> int:
     return sum(1 for r in mirror.requests(path) if r.method == "GET")
 
 
-def test_real_month_lands_checked_and_validated(settings: IngestSettings, store: ObjectStore, tlc_data: Path):
+@pytest.mark.parametrize("raw_store", RAW_STORES, indirect=True)
+def test_real_month_lands_checked_and_validated(settings: IngestSettings, store: RawStore, tlc_data: Path):
     outcome = ingest_month("green", "2024-01", settings)
 
     assert outcome.status is Status.LANDED, outcome.message
@@ -70,7 +72,8 @@ def test_real_month_lands_checked_and_validated(settings: IngestSettings, store:
     assert keys_under(store, settings) == sorted(keys.landed)
 
 
-def test_rerun_skips_unchanged_and_force_lands_again(settings: IngestSettings, mirror: Mirror, store: ObjectStore):
+@pytest.mark.parametrize("raw_store", RAW_STORES, indirect=True)
+def test_rerun_skips_unchanged_and_force_lands_again(settings: IngestSettings, mirror: Mirror, store: RawStore):
     first = ingest_month("green", JANUARY, settings)
     assert first.status is Status.LANDED
 
@@ -99,7 +102,7 @@ def test_a_changed_source_is_ingested_again(settings: IngestSettings, shifted_mo
     assert second.manifest["sha256"] != first.manifest["sha256"]
 
 
-def test_a_new_column_lands_kept_and_reported(settings: IngestSettings, shifted_month, store: ObjectStore):
+def test_a_new_column_lands_kept_and_reported(settings: IngestSettings, shifted_month, store: RawStore):
     month = YearMonth(2031, 3)
     shifted_month(month, extra_column="surprise_fee")
     outcome = ingest_month("green", month, settings)
@@ -237,6 +240,7 @@ def test_every_real_broken_download_is_quarantined_with_its_reason(
         outcome.raise_if_failed()
 
 
+@pytest.mark.parametrize("raw_store", RAW_STORES, indirect=True)
 def test_hard_validation_failure_quarantines_with_the_gx_report(settings, mirror, store, tlc_data):
     month = YearMonth(2030, 1)  # the real January 2024 served as January 2030: every pickup is in the wrong month
     mirror.alias(source_url("", "green", month), tlc_data / "green_tripdata_2024-01.parquet")
@@ -298,7 +302,7 @@ def test_an_under_declared_length_yields_a_truncated_file_that_never_lands(setti
     assert not store.exists(settings.raw_bucket, month_keys("green", JANUARY, settings.key_prefix).data)
 
 
-def test_not_published_writes_nothing(settings: IngestSettings, mirror: Mirror, store: ObjectStore):
+def test_not_published_writes_nothing(settings: IngestSettings, mirror: Mirror, store: RawStore):
     outcome = ingest_month("fhvhv", "2031-06", settings)
     assert outcome.status is Status.NOT_PUBLISHED
     assert "fhvhv_tripdata_2031-06.parquet" in outcome.message and "HTTP 404" in outcome.message
@@ -308,6 +312,7 @@ def test_not_published_writes_nothing(settings: IngestSettings, mirror: Mirror, 
     assert gets(mirror, GREEN_PATH) == 1  # 403 is not retried
 
 
+@pytest.mark.parametrize("raw_store", RAW_STORES, indirect=True)
 def test_a_bad_forced_download_never_replaces_the_landed_file(settings, mirror, store, tlc_data):
     landed = ingest_month("green", JANUARY, settings)
     assert landed.status is Status.LANDED
@@ -322,7 +327,7 @@ def test_a_bad_forced_download_never_replaces_the_landed_file(settings, mirror, 
     assert store.get_json(settings.raw_bucket, keys.manifest)["sha256"] == landed.manifest["sha256"]
 
 
-def test_zone_lookup_lands_with_a_manifest(settings: IngestSettings, store: ObjectStore, tlc_data: Path):
+def test_zone_lookup_lands_with_a_manifest(settings: IngestSettings, store: RawStore, tlc_data: Path):
     outcome = ingest_zone_lookup(settings)
     assert outcome.status is Status.LANDED, outcome.message
     keys = zone_lookup_keys(settings.key_prefix)

@@ -130,3 +130,42 @@ def test_stream_status_is_healthy_when_fresh_and_every_query_reported(tmp_path):
     ]:
         status.write_text(json.dumps({"updated_at": time.time() - age, "queries": queries}))
         assert status_healthy(status) is healthy, (queries, age)
+
+
+def test_the_raw_store_setting_chooses_the_raw_root_and_is_checked():
+    assert load_config({"TAP_RAW_STORE": "s3"}).raw_root_uri == "s3a://tap-raw"
+    hdfs = load_config({"TAP_RAW_STORE": "hdfs", "TAP_HDFS_NAMENODE_PORT": "8020"})
+    assert hdfs.raw_root_uri == "hdfs://127.0.0.1:8020/tap-raw"
+    with pytest.raises(ValueError, match="TAP_RAW_STORE='gcs': choose one of s3, hdfs"):
+        load_config({"TAP_RAW_STORE": "gcs"})
+
+
+def test_hdfs_is_a_core_service_only_when_the_raw_zone_is_in_hdfs(tmp_path):
+    from local_platform.platform import LocalPlatform
+
+    creds = Credentials.generate()
+    s3 = LocalPlatform(load_config({"TAP_STATE_DIR": str(tmp_path)}), creds)
+    hdfs = LocalPlatform(load_config({"TAP_STATE_DIR": str(tmp_path), "TAP_RAW_STORE": "hdfs"}), creds)
+    assert "hdfs" not in [s.name for s in s3.services] and "hdfs" in [s.name for s in s3.optional_services]
+    assert [s.name for s in hdfs.services][:2] == ["minio", "hdfs"]
+    assert [s.name for s in s3.exploration_services] == ["spark-connect", "jupyter"]
+
+
+def test_the_hdfs_classpath_is_the_hadoop_that_pyspark_bundles():
+    from local_platform import artifacts
+
+    versions = {a.artifact: a.version for a in artifacts.hdfs_jars()}
+    assert versions["hadoop-hdfs"] == versions["hadoop-common"] == artifacts.HADOOP_VERSION
+    assert all(len(a.sha256) == 64 for a in artifacts.hdfs_jars())
+
+
+def test_connections_say_where_the_raw_zone_is():
+    from local_platform.connections import connection_definitions
+
+    cfg = load_config(
+        {"TAP_RAW_STORE": "hdfs", "TAP_HDFS_NAMENODE_PORT": "8020", "TAP_HDFS_NAMENODE_HTTP_PORT": "9870"}
+    )
+    conns = connection_definitions(cfg, Credentials.generate())
+    assert conns["tap_s3"]["extra"]["raw_store"] == "hdfs"
+    assert conns["tap_s3"]["extra"]["raw_root"] == "hdfs://127.0.0.1:8020/tap-raw"
+    assert (conns["tap_hdfs"]["port"], conns["tap_hdfs"]["login"]) == (9870, cfg.hdfs_user)

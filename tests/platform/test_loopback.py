@@ -10,9 +10,9 @@ import pytest
 pytestmark = pytest.mark.platform
 
 
-def _platform_processes(platform) -> list[psutil.Process]:
+def _platform_processes(platform, services=None) -> list[psutil.Process]:
     procs = []
-    for service in platform.services:
+    for service in platform.services if services is None else services:
         for tracked in service.processes:
             pid = tracked.pid
             assert pid is not None, f"{tracked.name} is not running"
@@ -28,9 +28,7 @@ def _is_loopback(ip: str) -> bool:
     return addr.is_loopback
 
 
-def test_every_socket_of_the_platform_is_bound_to_loopback(platform):
-    procs = _platform_processes(platform)
-    assert len(procs) >= len(platform.services)
+def _bound(procs: list[psutil.Process]) -> list[tuple[str, int, str, int]]:
     bound = []
     for proc in procs:
         try:
@@ -40,6 +38,13 @@ def test_every_socket_of_the_platform_is_bound_to_loopback(platform):
         for conn in conns:
             if conn.status in (psutil.CONN_LISTEN, psutil.CONN_NONE) and conn.laddr:
                 bound.append((proc.name(), proc.pid, conn.laddr.ip, conn.laddr.port))
+    return bound
+
+
+def test_every_socket_of_the_platform_is_bound_to_loopback(platform):
+    procs = _platform_processes(platform)
+    assert len(procs) >= len(platform.services)
+    bound = _bound(procs)
     listening_ports = {port for _, _, _, port in bound}
     cfg = platform.cfg
     assert set(cfg.listening_ports) <= listening_ports
@@ -48,3 +53,11 @@ def test_every_socket_of_the_platform_is_bound_to_loopback(platform):
     # Airflow's log servers (8793/8794) bind every interface when they run: they must not run at all.
     assert cfg.airflow_worker_log_port not in listening_ports
     assert cfg.airflow_trigger_log_port not in listening_ports
+
+
+def test_every_socket_of_hdfs_spark_connect_and_jupyterlab_is_bound_to_loopback(platform, hdfs, jupyter):
+    services = [platform.service(name) for name in ("hdfs", "spark-connect", "jupyter")]
+    bound = _bound(_platform_processes(platform, services))
+    assert set(platform.cfg.optional_ports) <= {port for _, _, _, port in bound}
+    exposed = [b for b in bound if not _is_loopback(b[2])]
+    assert not exposed, f"sockets bound beyond loopback: {exposed}"

@@ -57,6 +57,10 @@ EPISODES = [
         ["z_log_rate", "z_fare_mean"],
     ),
 ]
+# Two more days of yellow city windows a fortnight later (another month): the dashboard's time series must leave
+# the weeks between them empty, not draw a line across.
+LATER_MONTH = "2001-03"
+LATER_WINDOWS = (datetime(2001, 3, 5), datetime(2001, 3, 6, 23, 30))
 ANOMALOUS_WINDOWS = len(TRIP_TYPES) * sum(int((end - start).total_seconds() // 1800) for _, start, end, *_ in EPISODES)
 
 
@@ -122,6 +126,13 @@ class PipelineRun:
                    explanation,
                    'serving-test-model', '{self.run_id}', current_timestamp
             FROM grid"""
+        later = f"""
+            INSERT INTO {SCHEMA}.anomaly_scores
+            SELECT 'yellow', 'city', '{LATER_MONTH}', 'NYC', w.bucket_start, CAST(3000 AS bigint), 12.5, 2.8,
+                   CAST(NULL AS double), 0.41, false, CAST(ARRAY[] AS array(varchar)), CAST(NULL AS varchar),
+                   'serving-test-model', '{self.run_id}', current_timestamp
+            FROM UNNEST(sequence({_literal(LATER_WINDOWS[0])}, {_literal(LATER_WINDOWS[1])}, INTERVAL '30' MINUTE))
+                 AS w(bucket_start)"""
         features = f"""
             INSERT INTO {SCHEMA}.window_features
                 (trip_type, granularity, month, key, bucket_start, exposure, trips, rate, hour, weekday, run_id)
@@ -146,6 +157,7 @@ class PipelineRun:
             FROM grid WHERE factor IS NOT NULL"""
         written = (
             ("anomaly_scores", scores),
+            ("anomaly_scores_later", later),
             ("window_features", features),
             ("trips_normalised", trips),
             ("stream_alerts", alerts),

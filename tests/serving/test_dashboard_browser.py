@@ -10,6 +10,7 @@ import pytest
 
 from taxi_anomaly.serving.refresh import default_filters, refresh_dashboards
 from tests.serving.browser import CHROMIUM_CANDIDATES, Browser, find_executable
+from tests.serving.pipeline_rows import TRIP_TYPES
 
 pytestmark = pytest.mark.platform
 
@@ -120,6 +121,7 @@ def test_dashboard_shows_every_chart_with_data_from_the_warm_cache(
             f"{panel['name']}: {panel['text'][:300]}"
         )
         assert "No results" not in panel["text"], f"{panel['name']} shows 'No results'"
+        assert "+0.0 sd" not in panel["text"], f"{panel['name']} explains with a deviation of zero"
         assert panel["painted"] > 0 or panel["tableRows"] > 0, f"{panel['name']} drew nothing"
 
     # Each chart asked once, got rows, and got them from the cache the refresh warmed.
@@ -130,6 +132,12 @@ def test_dashboard_shows_every_chart_with_data_from_the_warm_cache(
             assert answer["status"] == 200 and not result.get("error"), f"{charts[chart_id]}: {result.get('error')}"
             assert result["rowcount"] > 0, f"{charts[chart_id]} returned no rows"
             assert result["is_cached"], f"{charts[chart_id]} was not served from the warmed cache"
+
+    # The time series: one series per trip type, and no line across the weeks without windows.
+    for name in ("Trips over time, anomalous windows highlighted", "Anomaly score over time"):
+        chart_id = next(i for i, n in charts.items() if n == name)
+        data = answers[chart_id][1]["json"]["result"][0]["data"]
+        assert_one_series_per_trip_type_and_gaps_left_open(name, data)
 
     # The asset files hold exactly the queries the dashboard sends (plus its default filters).
     metadata = json.loads(dashboard["json_metadata"])
@@ -159,3 +167,43 @@ def _chart_answers(recorded: list[dict], refreshing: set[int]) -> dict[int, tupl
             continue
         answers[chart_id] = (body, call)
     return answers
+
+
+def assert_one_series_per_trip_type_and_gaps_left_open(name: str, rows: list[dict], gap_ms: int = 86_400_000) -> None:
+    """Every series is one trip type's, both trip types of the run are drawn, and a series never has two points
+    more than a day apart without an empty point between them (ECharts would draw a line across the gap)."""
+    series = [c for c in rows[0] if c != "bucket_start"]
+    trip_types = {t for t, _ in TRIP_TYPES}
+    named = {c: [t for t in trip_types if t in c.split(", ")] for c in series}
+    assert all(len(types) == 1 for types in named.values()), f"{name}: series {series} mix trip types"
+    assert {t for types in named.values() for t in types} == trip_types, f"{name}: series {series}"
+    ordered = sorted(rows, key=lambda r: r["bucket_start"])
+    for column in series:
+        last, empty_since = None, False
+        for row in ordered:
+            if row[column] is None:
+                empty_since = True
+                continue
+            if last is not None and row["bucket_start"] - last > gap_ms:
+                assert empty_since, f"{name}: series {column!r} bridges {last} -> {row['bucket_start']} (ms)"
+            last, empty_since = row["bucket_start"], False
+
+
+def test_the_series_check_catches_a_bridged_gap_and_mixed_trip_types():
+    """What the dashboard answered before one series per trip type and the resampling (one column, no empty
+    points between the weeks with data) fails the check; the answer after passes."""
+    day, half_hour = 86_400_000, 1_800_000
+    bridged = [{"bucket_start": 0, "total_trips": 5.0}, {"bucket_start": 14 * day, "total_trips": 6.0}]
+    with pytest.raises(AssertionError, match="mix trip types"):
+        assert_one_series_per_trip_type_and_gaps_left_open("trips", bridged)
+    per_type = [
+        {"bucket_start": 0, "yellow": 5.0, "green": 1.0},
+        {"bucket_start": 14 * day, "yellow": 6.0, "green": 2.0},
+    ]
+    with pytest.raises(AssertionError, match="bridges"):
+        assert_one_series_per_trip_type_and_gaps_left_open("trips", per_type)
+    resampled = [
+        {"bucket_start": t, "yellow": None if 0 < t < 14 * day else 5.0, "green": None if 0 < t < 14 * day else 1.0}
+        for t in range(0, 14 * day + 1, half_hour)
+    ]
+    assert_one_series_per_trip_type_and_gaps_left_open("trips", resampled)

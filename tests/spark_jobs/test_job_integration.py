@@ -1,6 +1,9 @@
-"""The whole job against the real platform: raw files in MinIO -> Iceberg tables in the Hive Metastore."""
+"""The whole job against the real platform: raw files in MinIO or HDFS -> Iceberg tables in the Hive Metastore."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from pyspark.sql import functions as F
@@ -11,45 +14,59 @@ from anomaly_detection.registry import ModelRegistry
 from taxi_anomaly import layout
 from taxi_anomaly.contract import AnomalyJob
 from taxi_anomaly.tlc import YearMonth
+from tests.conftest import FHVHV_HISTORY, FHVHV_TARGET
+from tests.ingest.conftest import RAW_STORES
 
 pytestmark = [pytest.mark.platform, pytest.mark.spark]
 
-HISTORY = ["2024-01", "2024-02", "2024-03"]
-TARGET = "2024-04"
+HISTORY = list(FHVHV_HISTORY)
+TARGET = FHVHV_TARGET
+
+
+@dataclass(frozen=True)
+class RawZone:
+    prefix: str  # unique per module run; also the models' prefix
+    uri: str  # the job's --raw-uri: s3a://... or hdfs://...
+    labels_uri: str  # the labelled episodes of every month, in S3 whichever store holds the raw zone
 
 
 @pytest.fixture(scope="module")
-def raw_zone(platform, tmp_path_factory):
-    """Four small generated fhvhv months uploaded to MinIO in the raw zone's layout, under a unique prefix."""
+def generated_months(generated_fhvhv_months) -> list[Path]:
+    return generated_fhvhv_months
+
+
+@pytest.fixture(scope="module")
+def raw_zone(request, platform, generated_months):
+    """The generated months in the raw zone's layout under a unique prefix, in S3 (MinIO) or, when a test is
+    parametrised with RAW_STORES, in HDFS too (WebHDFS, as the platform user), read by Spark through hdfs://."""
     import uuid
 
-    from minio import Minio
+    from taxi_anomaly.ingest.hdfs_storage import HdfsStore
+    from taxi_anomaly.ingest.settings import HdfsSettings, S3Settings
+    from taxi_anomaly.ingest.storage import ObjectStore
 
-    from taxi_anomaly.synthetic import generate_month
-
-    prefix = f"it-{uuid.uuid4().hex[:8]}"
-    out = tmp_path_factory.mktemp("raw")
-    client = Minio(
-        f"127.0.0.1:{platform.cfg.minio_port}",
-        access_key=platform.creds.minio_root_user,
-        secret_key=platform.creds.minio_root_password,
-        secure=False,
-    )
-    keys = []
-    for i, month in enumerate([*HISTORY, TARGET]):
-        result = generate_month("fhvhv", month, out, trips=150_000, seed=10 + i)
+    cfg, creds = platform.cfg, platform.creds
+    kind = getattr(request, "param", "s3")
+    if kind == "hdfs":
+        request.getfixturevalue("hdfs")
+        store = HdfsStore(HdfsSettings(cfg.webhdfs_url, cfg.hdfs_user, cfg.hdfs_uri))
+        root = f"{cfg.hdfs_uri}/{cfg.raw_bucket}"
+    else:
+        store = ObjectStore(S3Settings(cfg.minio_endpoint, creds.minio_root_user, creds.minio_root_password))
+        root = f"s3a://{cfg.raw_bucket}"
+    s3 = ObjectStore(S3Settings(cfg.minio_endpoint, creds.minio_root_user, creds.minio_root_password))
+    prefix = f"it-{kind}-{uuid.uuid4().hex[:8]}"
+    for path, month in zip(generated_months, [*HISTORY, TARGET], strict=True):
         ym = YearMonth.parse(month)
-        key = f"{prefix}/{layout.raw_key('fhvhv', ym)}"
-        client.fput_object(platform.cfg.raw_bucket, key, str(result.data_path))
-        labels = f"{prefix}/{layout.labels_key('fhvhv', ym)}"  # every generated month is labelled
-        client.fput_object(platform.cfg.raw_bucket, labels, str(result.labels_path))
-        keys += [key, labels]
-    yield prefix
-    for key in keys:
-        client.remove_object(platform.cfg.raw_bucket, key)
+        store.put_file(cfg.raw_bucket, f"{prefix}/{layout.raw_key('fhvhv', ym)}", path)
+        # Every generated month is labelled: its labels file sits beside the parquet file.
+        s3.put_file(cfg.raw_bucket, f"{prefix}/{layout.labels_key('fhvhv', ym)}", path.with_suffix(".labels.json"))
+    yield RawZone(prefix, f"{root}/{prefix}/{layout.RAW_ROOT}", f"s3a://{cfg.raw_bucket}/{prefix}/{layout.LABELS_ROOT}")
+    store.delete_prefix(cfg.raw_bucket, f"{prefix}/")
+    s3.delete_prefix(cfg.raw_bucket, f"{prefix}/{layout.LABELS_ROOT}/")
 
 
-def job_args(platform, prefix: str, namespace: str, *extra: str):
+def job_args(platform, zone: RawZone, namespace: str, *extra: str):
     return AnomalyJob.from_argv(
         [
             "--trip-type",
@@ -57,11 +74,11 @@ def job_args(platform, prefix: str, namespace: str, *extra: str):
             "--granularity",
             "city",
             "--raw-uri",
-            f"s3a://{platform.cfg.raw_bucket}/{prefix}/tlc",
+            zone.uri,
             "--labels-uri",
-            f"s3a://{platform.cfg.raw_bucket}/{prefix}/labels",
+            zone.labels_uri,
             "--models-uri",
-            f"s3a://{platform.cfg.models_bucket}/{prefix}",
+            f"s3a://{platform.cfg.models_bucket}/{zone.prefix}",
             "--namespace",
             namespace,
             *extra,
@@ -99,7 +116,7 @@ def test_train_score_rerun_and_failed_write(platform, spark, raw_zone, unique_na
         assert 130_000 < row[2] <= 150_000  # April's trips, minus the generator's dirt outside the month
 
         # The model version is in the registry on MinIO, with the evaluation of the month it scored.
-        registry = ModelRegistry(spark, f"s3a://{platform.cfg.models_bucket}/{raw_zone}")
+        registry = ModelRegistry(spark, f"s3a://{platform.cfg.models_bucket}/{raw_zone.prefix}")
         assert registry.versions("fhvhv", "city") == [first.model_version]
         evaluation = registry.metadata("fhvhv", "city", first.model_version)["evaluations"][0]
         assert evaluation["month"] == TARGET and evaluation["labelled"] and evaluation["episodes"] == 5
@@ -141,13 +158,39 @@ def test_train_score_rerun_and_failed_write(platform, spark, raw_zone, unique_na
         tables.drop_namespace(spark, namespace)
 
 
+@pytest.mark.parametrize("raw_zone", RAW_STORES, indirect=True)
+def test_the_job_reads_a_raw_month_whole_from_either_store(platform, spark, raw_zone, generated_months):
+    """The job's read of the raw zone (its raw_path, read_month, aggregate_windows) from s3a:// and hdfs://: every
+    trip of the month counted, every window present. The rest of the job does not depend on the store (the full
+    run above reads S3; this one costs ~15 s per store instead of minutes)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from anomaly_detection.normalise import read_month
+    from anomaly_detection.windows import aggregate_windows
+
+    args = job_args(platform, raw_zone, "unused", "--mode", "train", "--train-months", TARGET)
+    path = layout.raw_path(args.raw_uri, args.trip_type, TARGET, args.input_layout)
+    assert path.startswith(raw_zone.uri)
+    windows = aggregate_windows(read_month(spark, path, "fhvhv"), [TARGET], "city")
+    count, trips = windows.agg(F.count(F.lit(1)), F.sum("trips")).first()
+    pickups = pq.read_table(generated_months[-1], columns=["pickup_datetime"])["pickup_datetime"]
+    in_april = pc.and_(
+        pc.greater_equal(pickups, pc.strptime("2024-04-01", "%Y-%m-%d", "us")),
+        pc.less(pickups, pc.strptime("2024-05-01", "%Y-%m-%d", "us")),
+    )
+    assert (count, trips) == (30 * 48, pc.sum(in_april).as_py())
+
+
 def test_score_without_a_trained_model_fails_clearly(platform, spark, raw_zone, unique_name):
     from anomaly_detection.registry import ModelRegistryError
 
     with pytest.raises(ModelRegistryError, match="no trained model under .*run with --mode train first"):
-        main(spark, job_args(platform, f"{raw_zone}-nothing", unique_name, "--mode", "score", "--score-months", TARGET))
+        nothing = RawZone(f"{raw_zone.prefix}-nothing", raw_zone.uri)
+        main(spark, job_args(platform, nothing, unique_name, "--mode", "score", "--score-months", TARGET))
 
 
+@pytest.mark.parametrize("raw_zone", RAW_STORES, indirect=True)
 def test_a_missing_raw_month_names_its_path(platform, spark, raw_zone, unique_name):
     from anomaly_detection.normalise import InputDataError
 
@@ -156,9 +199,12 @@ def test_a_missing_raw_month_names_its_path(platform, spark, raw_zone, unique_na
 
 
 def test_tuning_folds_over_labelled_months_and_writes_trials_and_a_candidate(platform, spark, raw_zone, unique_name):
+    import yaml
+
+    from anomaly_detection import hadoop_fs
     from taxi_anomaly.detectors.spec import SPEC_KEYS
 
-    models = f"s3a://{platform.cfg.models_bucket}/{raw_zone}"
+    models = f"s3a://{platform.cfg.models_bucket}/{raw_zone.prefix}"
     job = job_args(
         platform,
         raw_zone,
@@ -171,18 +217,14 @@ def test_tuning_folds_over_labelled_months_and_writes_trials_and_a_candidate(pla
         result = main(spark, job)
         assert result.tuning is not None
         best = result.tuning["best"]
-        assert set(best["folds"]) == {"2024-03", TARGET}  # each scored by the two months before it
+        assert set(best["folds"]) == {HISTORY[-1], TARGET}  # each scored by the two months before it
         trials = spark.table(tables.table_name(unique_name, tables.TRIALS_TABLE))
         assert trials.select("trial").distinct().count() == result.tuning["trials"] == 9
         assert trials.count() == 18 and trials.where("run_id != 'tune-1'").count() == 0
         top = trials.orderBy(F.desc("every_episode_found"), F.desc("mean_bucket_f1"), "trial").first()
         assert top is not None and abs(top["mean_bucket_f1"] - best["mean_bucket_f1"]) < 1e-3
-        from anomaly_detection import hadoop_fs
-
-        text = hadoop_fs.read_bytes(spark, result.tuning["candidate"]).decode()
         assert result.tuning["candidate"].startswith(f"{models}/fhvhv/city/candidates/isolation_forest-tune-1")
-        import yaml
-
+        text = hadoop_fs.read_bytes(spark, result.tuning["candidate"]).decode()
         candidate = yaml.safe_load(text)
         assert set(candidate) <= SPEC_KEYS and "search" not in candidate
         assert candidate["granularities"]["city"]["threshold"]["rule"] == best["overrides"]["threshold_rule"]

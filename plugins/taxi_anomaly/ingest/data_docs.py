@@ -16,7 +16,7 @@ from taxi_anomaly.tlc import YearMonth
 
 if TYPE_CHECKING:
     from taxi_anomaly.ingest.settings import IngestSettings
-    from taxi_anomaly.ingest.storage import ObjectStore
+    from taxi_anomaly.ingest.storage import RawStore
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def render_page(result: dict[str, Any]) -> str:
     return html
 
 
-def render_pages(store: ObjectStore, bucket: str, keys: list[FileKeys]) -> list[str]:
+def render_pages(store: RawStore, bucket: str, keys: list[FileKeys]) -> list[str]:
     """Render the Data Docs page of every file among `keys` that has a result (landed or quarantined).
 
     Rerendering is harmless (the page is a function of the JSON). Returns the keys of the pages written.
@@ -78,14 +78,14 @@ def render_pages(store: ObjectStore, bucket: str, keys: list[FileKeys]) -> list[
             try:
                 page = render_page(store.get_json(bucket, json_key))
             except Exception as err:
-                raise RuntimeError(f"s3://{bucket}/{json_key}: cannot render its Data Docs page: {err}") from err
+                raise RuntimeError(f"{store.uri(bucket, json_key)}: cannot render its Data Docs page: {err}") from err
             store.put_bytes(bucket, html_key, page.encode(), "text/html")
-            log.info("Data Docs page s3://%s/%s", bucket, html_key)
+            log.info("Data Docs page %s", store.uri(bucket, html_key))
             written.append(html_key)
     return written
 
 
-def render_months(store: ObjectStore, settings: IngestSettings, months: list[tuple[str, str | YearMonth]]) -> list[str]:
+def render_months(store: RawStore, settings: IngestSettings, months: list[tuple[str, str | YearMonth]]) -> list[str]:
     """`render_pages` for (trip type, month) pairs, in the settings' raw bucket and key prefix."""
     keys = [month_keys(trip_type, YearMonth.parse(str(month)), settings.key_prefix) for trip_type, month in months]
     return render_pages(store, settings.raw_bucket, keys)

@@ -8,7 +8,8 @@ Order of one run (nothing is written under the final key before every check has 
    CSV or CSV.gz body (told by its content) is first converted to canonical parquet (csv_source.py), which is
    what is checked, validated and landed;
 4. Great Expectations suite of the trip type, chunk by chunk, every column converted to the canonical schema;
-5. land: reports, then the data file, then the manifest (the manifest marks completion), or quarantine.
+5. land: reports, then the data file, then the manifest (the manifest marks completion), or quarantine; in the
+   raw store the settings choose (S3 or HDFS, storage.py), each write all-or-nothing.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from taxi_anomaly.ingest.metadata import OfficialFile, OfficialMetadata
 from taxi_anomaly.ingest.quarantine import CHECK_CRASHED, SCHEMA_MISMATCH, UNREADABLE_CSV, VALIDATION_FAILED, quarantine
 from taxi_anomaly.ingest.schema import DROPPED_COLUMNS, NormalisationError
 from taxi_anomaly.ingest.settings import IngestSettings
-from taxi_anomaly.ingest.storage import ObjectStore
+from taxi_anomaly.ingest.storage import RawStore, open_raw_store
 from taxi_anomaly.ingest.validation import ValidationReport, validate_file
 from taxi_anomaly.layout import FileKeys, month_keys, zone_lookup_keys
 from taxi_anomaly.tlc import (
@@ -100,7 +101,7 @@ def ingest_month(
     settings: IngestSettings,
     force: bool = False,
     *,
-    store: ObjectStore | None = None,
+    store: RawStore | None = None,
     progress: Progress | None = None,
 ) -> IngestOutcome:
     """Bring one month of one trip type into the raw zone (see the module docstring for the steps).
@@ -111,7 +112,7 @@ def ingest_month(
     """
     trip_type = check_trip_type(trip_type)
     month = month if isinstance(month, YearMonth) else YearMonth.parse(month)
-    store = store or ObjectStore(settings.s3)
+    store = store or open_raw_store(settings)
     keys = month_keys(trip_type, month, settings.key_prefix)
     first, *others = (source_url(settings.base_url, trip_type, month, suffix) for suffix in settings.source_suffixes)
     run = _Run(store, settings, keys, first, force, tuple(others))
@@ -190,8 +191,8 @@ def ingest_months(
     settings: IngestSettings,
     force: bool = False,
 ) -> list[IngestOutcome]:
-    """`ingest_month` over every trip type and month of a range (one object store client for all)."""
-    store = ObjectStore(settings.s3)
+    """`ingest_month` over every trip type and month of a range (one store client for all)."""
+    store = open_raw_store(settings)
     return [
         ingest_month(trip_type, month, settings, force, store=store)
         for trip_type in trip_types or TRIP_TYPES
@@ -200,10 +201,10 @@ def ingest_months(
 
 
 def ingest_zone_lookup(
-    settings: IngestSettings, force: bool = False, *, store: ObjectStore | None = None
+    settings: IngestSettings, force: bool = False, *, store: RawStore | None = None
 ) -> IngestOutcome:
     """Bring the taxi zone lookup (/misc/taxi_zone_lookup.csv) into the raw zone, with a manifest."""
-    store = store or ObjectStore(settings.s3)
+    store = store or open_raw_store(settings)
     run = _Run(store, settings, zone_lookup_keys(settings.key_prefix), zone_lookup_url(settings.base_url), force)
     if not force and (skipped := run.skip_if_unchanged()):
         return skipped
@@ -224,7 +225,7 @@ def ingest_zone_lookup(
 class _Run:
     """One source file's trip through the steps; holds what every step needs."""
 
-    store: ObjectStore
+    store: RawStore
     settings: IngestSettings
     keys: FileKeys
     url: str  # the source; after `fetch`, the one of `url` and `fallback_urls` that answered
@@ -270,7 +271,7 @@ class _Run:
 
     def _skipped(self, previous: Manifest, why: str) -> IngestOutcome:
         message = (
-            f"{self.name} already landed at s3://{self.bucket}/{self.keys.data} "
+            f"{self.name} already landed at {self.store.uri(self.bucket, self.keys.data)} "
             f"({previous.bytes} bytes, sha256 {previous.sha256[:12]}...): {why}; skipped (force to ingest again)"
         )
         log.info(message)
@@ -333,7 +334,7 @@ class _Run:
         report = quarantine(
             self.store, self.bucket, self.keys, local, reason, message, source, details=details, validation=validation
         )
-        where = f"s3://{self.bucket}/{self.keys.quarantine}"
+        where = self.store.uri(self.bucket, self.keys.quarantine)
         text = f"{message} -> quarantined at {where} (report {self.keys.quarantine_report})"
         log.error(text)
         return IngestOutcome(
@@ -359,8 +360,8 @@ class _Run:
         for warning in warnings:
             log.warning("%s: %s", self.name, warning)
         message = (
-            f"{self.name} landed at s3://{self.bucket}/{self.keys.data} ({manifest.rows} rows, {manifest.bytes} bytes"
-            f", {len(warnings)} warning(s))"
+            f"{self.name} landed at {self.store.uri(self.bucket, self.keys.data)} ({manifest.rows} rows, "
+            f"{manifest.bytes} bytes, {len(warnings)} warning(s))"
         )
         log.info(message)
         return IngestOutcome(

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from taxi_anomaly.ingest.storage import ObjectStore
+from taxi_anomaly.ingest.storage import RawStore
 from taxi_anomaly.ingest.validation import ValidationReport
 from taxi_anomaly.layout import FileKeys
 
@@ -18,7 +18,7 @@ CHECK_CRASHED = "check_crashed"  # a check raised an error nobody foresaw: the f
 
 
 def quarantine(
-    store: ObjectStore,
+    store: RawStore,
     bucket: str,
     keys: FileKeys,
     local_file: Path,

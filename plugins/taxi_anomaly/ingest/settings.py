@@ -14,6 +14,8 @@ from taxi_anomaly.tlc import DEFAULT_BASE_URL
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SHARED_DATA_ENV = "TAP_SHARED_DATA_DIR"
 S3_CONN_ENV = "AIRFLOW_CONN_TAP_S3"
+HDFS_CONN_ENV = "AIRFLOW_CONN_TAP_HDFS"
+RAW_STORES = ("s3", "hdfs")
 
 
 def shared_data_dir() -> Path:
@@ -79,10 +81,51 @@ class S3Settings:
 
 
 @dataclass(frozen=True)
+class HdfsSettings:
+    """How to reach HDFS as the raw zone (the Airflow connection `tap_hdfs`).
+
+    :param webhdfs_url: the NameNode's WebHDFS root, e.g. ``http://127.0.0.1:9870/webhdfs/v1``.
+    :param user: the HDFS user the ingestion acts as (simple auth: named, not proven); owns the raw tree.
+    :param namenode_uri: the file system URI Spark reads, e.g. ``hdfs://127.0.0.1:8020``.
+    """
+
+    webhdfs_url: str
+    user: str
+    namenode_uri: str
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.webhdfs_url)
+        if parts.scheme not in ("http", "https") or not parts.path.rstrip("/").endswith("/webhdfs/v1"):
+            raise ValueError(f"webhdfs_url must look like http(s)://host:port/webhdfs/v1, got {self.webhdfs_url!r}")
+        if not self.namenode_uri.startswith("hdfs://"):
+            raise ValueError(f"namenode_uri must look like hdfs://host:port, got {self.namenode_uri!r}")
+        if not self.user:
+            raise ValueError("an HDFS user is required (the owner of the raw tree)")
+
+    @classmethod
+    def from_connection(cls, conn: Any) -> HdfsSettings:
+        """From an Airflow Connection: host and port of WebHDFS, login = HDFS user, extra.namenode_uri."""
+        extra = getattr(conn, "extra_dejson", None) or {}
+        return cls(f"{conn.schema or 'http'}://{conn.host}:{conn.port}/webhdfs/v1", conn.login, extra["namenode_uri"])
+
+    @classmethod
+    def from_env(cls, variable: str = HDFS_CONN_ENV) -> HdfsSettings:
+        raw = os.environ.get(variable)
+        if not raw:
+            raise RuntimeError(f"environment variable {variable} is not set; it must hold the tap_hdfs connection JSON")
+        conn = json.loads(raw)
+        extra = conn.get("extra") or {}
+        scheme = conn.get("schema") or "http"
+        return cls(f"{scheme}://{conn['host']}:{conn['port']}/webhdfs/v1", conn["login"], extra["namenode_uri"])
+
+
+@dataclass(frozen=True)
 class IngestSettings:
     """Everything `ingest_month` needs, with defaults for the TLC CDN and the local platform.
 
     :param s3: the object store.
+    :param raw_store: where the raw zone lives: "s3" (bucket raw_bucket) or "hdfs" (directory /raw_bucket).
+    :param hdfs: how to reach HDFS; required when raw_store is "hdfs".
     :param base_url: the trip-data CDN (the TLC's by default; the local mirror in tests and the demo).
     :param raw_bucket: bucket of the raw zone; data files, manifests, reports and quarantine all live there.
     :param key_prefix: prepended to every key (empty in production; a unique prefix per test run).
@@ -108,6 +151,8 @@ class IngestSettings:
     """
 
     s3: S3Settings
+    raw_store: str = "s3"
+    hdfs: HdfsSettings | None = None
     base_url: str = DEFAULT_BASE_URL
     raw_bucket: str = "tap-raw"
     key_prefix: str = ""
@@ -129,6 +174,10 @@ class IngestSettings:
     source_suffixes: tuple[str, ...] = (".parquet",)
 
     def __post_init__(self) -> None:
+        if self.raw_store not in RAW_STORES:
+            raise ValueError(f"raw_store must be one of {', '.join(RAW_STORES)}, got {self.raw_store!r}")
+        if self.raw_store == "hdfs" and self.hdfs is None:
+            raise ValueError("raw_store 'hdfs' needs the HDFS settings (the tap_hdfs connection)")
         if not self.source_suffixes or not all(s.startswith(".") for s in self.source_suffixes):
             raise ValueError(f"source_suffixes must be file endings such as '.parquet', got {self.source_suffixes}")
         if self.max_attempts < 1:
@@ -145,9 +194,11 @@ class IngestSettings:
 
     @classmethod
     def from_connection(cls, conn: Any, **overrides: Any) -> IngestSettings:
-        """From the Airflow connection `tap_s3` (its extra may name `raw_bucket` and `source_suffixes`), plus any
-        field overrides."""
+        """From the Airflow connection `tap_s3` (its extra may name `raw_bucket`, `raw_store` and
+        `source_suffixes`), plus any field overrides (`hdfs=` when the raw store is HDFS)."""
         extra = getattr(conn, "extra_dejson", None) or {}
+        if "raw_store" in extra:
+            overrides.setdefault("raw_store", extra["raw_store"])
         if "raw_bucket" in extra:
             overrides.setdefault("raw_bucket", extra["raw_bucket"])
         if "source_suffixes" in extra:

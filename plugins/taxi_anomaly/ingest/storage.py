@@ -1,4 +1,9 @@
-"""A small S3 object-store wrapper over the minio client: put, get, stat, list and delete, nothing more."""
+"""The raw zone's storage interface (put, get, stat, list, delete by bucket and key) and its S3 implementation.
+
+`RawStore` is what the ingestion needs; `ObjectStore` (S3, the minio client) and `HdfsStore` (WebHDFS,
+hdfs_storage.py) implement it, and `open_raw_store` picks one from the settings. A "bucket" is an S3 bucket or, in
+HDFS, the top-level directory of the same name.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from taxi_anomaly.ingest.settings import S3Settings
+from taxi_anomaly.ingest.settings import IngestSettings, S3Settings
 
 if TYPE_CHECKING:
     from minio import Minio
@@ -24,6 +29,56 @@ class ObjectInfo:
     metadata: dict[str, str]
 
 
+class RawStore(Protocol):
+    """Where the ingestion lands files. Every write is all-or-nothing: a reader sees the old object, no object, or
+    the complete new one, never part of one."""
+
+    def uri(self, bucket: str, key: str) -> str: ...
+
+    def put_file(
+        self,
+        bucket: str,
+        key: str,
+        path: Path,
+        content_type: str = "application/octet-stream",
+        metadata: dict[str, str] | None = None,
+    ) -> None: ...
+
+    def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream") -> None: ...
+
+    def put_json(self, bucket: str, key: str, document: Any) -> None: ...
+
+    def get_bytes(self, bucket: str, key: str) -> bytes: ...
+
+    def get_json(self, bucket: str, key: str) -> Any: ...
+
+    def download(self, bucket: str, key: str, path: Path) -> None: ...
+
+    def stat(self, bucket: str, key: str) -> ObjectInfo | None: ...
+
+    def exists(self, bucket: str, key: str) -> bool: ...
+
+    def list_keys(self, bucket: str, prefix: str) -> Iterator[str]: ...
+
+    def delete(self, bucket: str, *keys: str) -> None: ...
+
+    def delete_prefix(self, bucket: str, prefix: str) -> int: ...
+
+
+def open_raw_store(settings: IngestSettings) -> RawStore:
+    """The raw zone's store as the settings choose it (no I/O until first use)."""
+    if settings.raw_store == "hdfs":
+        from taxi_anomaly.ingest.hdfs_storage import HdfsStore
+
+        assert settings.hdfs is not None  # IngestSettings checks it
+        return HdfsStore(settings.hdfs)
+    return ObjectStore(settings.s3)
+
+
+def to_json_bytes(document: Any) -> bytes:
+    return json.dumps(document, indent=2, sort_keys=False, default=str).encode()
+
+
 class ObjectStore:
     """S3 access for the ingestion. Constructing it does no I/O; the client is created on first use.
 
@@ -35,6 +90,9 @@ class ObjectStore:
 
     def __repr__(self) -> str:
         return f"ObjectStore({self.settings.endpoint_url})"
+
+    def uri(self, bucket: str, key: str) -> str:
+        return f"s3://{bucket}/{key}"
 
     @cached_property
     def client(self) -> Minio:
@@ -63,8 +121,7 @@ class ObjectStore:
         self.client.put_object(bucket, key, io.BytesIO(data), len(data), content_type=content_type)
 
     def put_json(self, bucket: str, key: str, document: Any) -> None:
-        body = json.dumps(document, indent=2, sort_keys=False, default=str).encode()
-        self.put_bytes(bucket, key, body, "application/json")
+        self.put_bytes(bucket, key, to_json_bytes(document), "application/json")
 
     def get_bytes(self, bucket: str, key: str) -> bytes:
         response = self.client.get_object(bucket, key)

@@ -4,9 +4,11 @@
    fhvhv, and the fhvhv month 2025-04 with labelled anomalies), served by a TLC mirror started here on 127.0.0.1;
 2. tap_backfill, score off: the history months land (months the mirror does not have are skipped); the labels
    of the generated months are published beside them (raw bucket, labels/), so evaluations use them;
-3. tap_weekly_retrain: a model per trip type is trained, evaluated and promoted (skipped once one is promoted);
-4. tap_backfill for green 2024-01, then fhvhv 2025-04: Spark scores them with the promoted model into
-   iceberg.taxi.*, Trino checks the counts, and the Superset dashboards are refreshed;
+3. tap_weekly_retrain: a city model per trip type, and a borough model for fhvhv, are trained, evaluated and
+   promoted (skipped once promoted);
+4. tap_backfill for green 2024-01, then fhvhv 2025-04 (city, then borough): Spark scores them with the promoted
+   models into iceberg.taxi.*, Trino checks the counts, and the Superset dashboards are refreshed (the borough
+   panel shows the fhvhv borough windows in the dashboard's default view);
 5. the stream: the streaming job starts (`make stream-up`), the fhvhv month is replayed into Kafka at 5,000
    events/s, and alerts are printed as they arrive (taxi_anomaly.streaming.demo; --no-stream skips it).
 
@@ -37,6 +39,8 @@ DEMO_DIR = REPO_ROOT / ".platform" / "demo"
 HISTORY = {"green": ("2024-10", "2024-11", "2024-12"), "fhvhv": ("2025-01", "2025-02", "2025-03")}
 HISTORY_RANGE = ("2024-10", "2025-03")
 TARGETS = {"green": "2024-01", "fhvhv": "2025-04"}  # green 2024-01 is the real TLC file
+# Also scored per borough, so that the dashboard's borough panel has windows to show in its default view.
+BOROUGH_TARGETS = ("fhvhv",)
 HISTORY_TRIPS = {"green": 40_000, "fhvhv": 300_000}
 TARGET_TRIPS = 300_000
 DEMO_DAGS = ("tap_backfill", "tap_weekly_retrain")
@@ -102,14 +106,14 @@ def publish_labels(generated: Path, prefix: str) -> list[str]:
     return keys
 
 
-def promoted(prefix: str, trip_type: str) -> str | None:
+def promoted(prefix: str, trip_type: str, granularity: str = "city") -> str | None:
     from taxi_anomaly.ingest import S3Settings
     from taxi_anomaly.ingest.storage import ObjectStore
     from taxi_anomaly.layout import POINTER
     from taxi_anomaly.orchestration.locations import Locations
 
     store, locations = ObjectStore(S3Settings.from_env()), Locations(prefix=prefix)
-    key = locations.models_key(trip_type, "city", POINTER)
+    key = locations.models_key(trip_type, granularity, POINTER)
     bucket = locations.models_bucket
     return store.get_json(bucket, key)["version"] if store.exists(bucket, key) else None
 
@@ -146,17 +150,20 @@ def main(argv: list[str] | None = None) -> int:
                 {"trip_types": list(HISTORY), "first_month": first, "last_month": last, "score": False} | sandbox,
             )
             say(f"labels of {len(publish_labels(generated, args.prefix))} generated months published for evaluations")
-            if args.retrain or not all(promoted(args.prefix, t) for t in TARGETS):
-                retrain = {"trip_types": list(TARGETS), "train_window_months": 2, "namespace": "taxi"}
-                run_dag(client, "tap_weekly_retrain", retrain | {"storage_prefix": args.prefix})
-            else:
-                say("models already promoted: retraining skipped (--retrain to retrain)")
+            retrain = {"train_window_months": 2, "namespace": "taxi", "storage_prefix": args.prefix}
+            for granularity, trip_types in (("city", list(TARGETS)), ("borough", list(BOROUGH_TARGETS))):
+                if args.retrain or not all(promoted(args.prefix, t, granularity) for t in trip_types):
+                    run_dag(
+                        client,
+                        "tap_weekly_retrain",
+                        retrain | {"trip_types": trip_types, "granularity": granularity},
+                    )
+                else:
+                    say(f"{granularity} models already promoted: retraining skipped (--retrain to retrain)")
             for trip_type, month in TARGETS.items():
-                run_dag(
-                    client,
-                    "tap_backfill",
-                    {"trip_types": [trip_type], "first_month": month, "last_month": month} | sandbox,
-                )
+                for granularity in ("city", "borough") if trip_type in BOROUGH_TARGETS else ("city",):
+                    window = {"first_month": month, "last_month": month, "granularity": granularity}
+                    run_dag(client, "tap_backfill", {"trip_types": [trip_type], **window} | sandbox)
     finally:
         for dag_id, was_paused in paused.items():
             if was_paused:  # leave the platform's schedules as they were
@@ -175,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     superset_url = f"http://{superset.get('host', '127.0.0.1')}:{superset.get('port', 8088)}"
     print(f"Airflow runs:         {client.base_url}/dags/tap_backfill/runs")
     print(f"Superset dashboard:   {superset_url}/superset/dashboard/taxi-anomalies/")
-    print("Logins:               .platform/credentials.env (AIRFLOW_ADMIN_*, SUPERSET_ADMIN_*)")
+    if jupyter_url := os.environ.get("TAP_JUPYTER_URL"):
+        print(f"JupyterLab notebook:  {jupyter_url}/lab/tree/explore_anomalies.ipynb (token: JUPYTER_TOKEN)")
+    print("Logins:               .platform/credentials.env (AIRFLOW_ADMIN_*, SUPERSET_ADMIN_*, JUPYTER_TOKEN)")
     print(
         'Top anomalies again:  eval "$(python3 -m local_platform env airflow)" && '
         ".venv/bin/python -m taxi_anomaly.serving.top_anomalies -n 10"

@@ -18,12 +18,15 @@ class Locations:
     :param models_bucket: model registry bucket (versions and the promoted pointer).
     :param reports_bucket: run records and evaluation reports.
     :param prefix: prepended to every key ('' in production, 'name/' in tests and demos).
+    :param raw_root: the raw zone's root as Spark reads it (the connection's extra `raw_root`): s3a://{raw_bucket}
+        by default, hdfs://namenode:port/{raw_bucket} when the raw zone is in HDFS.
     """
 
     raw_bucket: str = "tap-raw"
     models_bucket: str = "tap-models"
     reports_bucket: str = "tap-reports"
     prefix: str = ""
+    raw_root: str = ""
 
     def __post_init__(self) -> None:
         if self.prefix and not self.prefix.endswith("/"):
@@ -38,11 +41,12 @@ class Locations:
             models_bucket=extra.get("models_bucket", defaults.models_bucket),
             reports_bucket=extra.get("reports_bucket", defaults.reports_bucket),
             prefix=prefix,
+            raw_root=extra.get("raw_root", ""),
         )
 
     @property
     def raw_uri(self) -> str:
-        return layout.raw_uri(f"s3a://{self.raw_bucket}", self.prefix)
+        return layout.raw_uri(self.raw_root or f"s3a://{self.raw_bucket}", self.prefix)
 
     @property
     def models_uri(self) -> str:

@@ -14,9 +14,10 @@ from taxi_anomaly.orchestration.params import Sandbox
 
 if TYPE_CHECKING:
     from taxi_anomaly.ingest import IngestSettings
-    from taxi_anomaly.ingest.storage import ObjectStore
+    from taxi_anomaly.ingest.storage import ObjectStore, RawStore
 
 S3_CONN_ID = "tap_s3"
+HDFS_CONN_ID = "tap_hdfs"
 METASTORE_CONN_ID = "tap_metastore"
 TRINO_CONN_ID = "tap_trino"
 BASE_URL_VARIABLE = "tap_tlc_base_url"
@@ -61,6 +62,13 @@ class Runtime:
         return ObjectStore(S3Settings.from_connection(self.s3_connection))
 
     @cached_property
+    def raw_store(self) -> RawStore:
+        """The raw zone's store (S3 or HDFS, as the tap_s3 connection's extra `raw_store` says)."""
+        from taxi_anomaly.ingest.storage import open_raw_store
+
+        return open_raw_store(self.ingest_settings())
+
+    @cached_property
     def base_url(self) -> str:
         from taxi_anomaly.tlc import DEFAULT_BASE_URL
 
@@ -68,9 +76,12 @@ class Runtime:
 
     def ingest_settings(self) -> IngestSettings:
         from taxi_anomaly.ingest import IngestSettings
+        from taxi_anomaly.ingest.settings import HdfsSettings
 
+        extra = getattr(self.s3_connection, "extra_dejson", None) or {}
+        hdfs = HdfsSettings.from_connection(get_connection(HDFS_CONN_ID)) if extra.get("raw_store") == "hdfs" else None
         return IngestSettings.from_connection(
-            self.s3_connection, base_url=self.base_url, key_prefix=self.sandbox.storage_prefix
+            self.s3_connection, base_url=self.base_url, key_prefix=self.sandbox.storage_prefix, hdfs=hdfs
         )
 
     @property

@@ -18,6 +18,7 @@ from taxi_anomaly.ingest.integrity import INTEGRITY_REASONS
 from taxi_anomaly.layout import POINTER
 from taxi_anomaly.orchestration.payloads import MonthRun, Retraining
 from taxi_anomaly.orchestration.promotion import Decision, Evaluation, decide, pointer_document
+from taxi_anomaly.tlc import YearMonth
 
 if TYPE_CHECKING:
     from taxi_anomaly.orchestration.runtime import Runtime
@@ -83,7 +84,8 @@ def render_data_docs(runs: list[MonthRun]) -> dict[str, Any]:
     pages: list[str] = []
     for sandbox, group in by_sandbox.items():
         runtime = Runtime(sandbox)
-        pages += render_months(runtime.store, runtime.ingest_settings(), [(r.trip_type, r.month) for r in group])
+        months: list[tuple[str, str | YearMonth]] = [(r.trip_type, r.month) for r in group]
+        pages += render_months(runtime.raw_store, runtime.ingest_settings(), months)
     return {"pages": pages}
 
 
@@ -381,7 +383,7 @@ def top_anomalies(namespace: str, trip_type: str, granularity: str, month: str, 
 # Retraining ----------------------------------------------------------------------------------------------------
 def landed_months(runtime: Runtime, trip_type: str) -> list[str]:
     prefix = f"{runtime.locations.prefix}{layout.RAW_ROOT}/{trip_type}/"
-    return layout.landed_months(runtime.store.list_keys(runtime.locations.raw_bucket, prefix), trip_type)
+    return layout.landed_months(runtime.raw_store.list_keys(runtime.locations.raw_bucket, prefix), trip_type)
 
 
 def eval_namespace(runtime: Runtime, role: str) -> str:
