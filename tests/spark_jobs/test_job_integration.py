@@ -186,7 +186,7 @@ def test_score_without_a_trained_model_fails_clearly(platform, spark, raw_zone, 
     from anomaly_detection.registry import ModelRegistryError
 
     with pytest.raises(ModelRegistryError, match="no trained model under .*run with --mode train first"):
-        nothing = RawZone(f"{raw_zone.prefix}-nothing", raw_zone.uri)
+        nothing = RawZone(f"{raw_zone.prefix}-nothing", raw_zone.uri, raw_zone.labels_uri)
         main(spark, job_args(platform, nothing, unique_name, "--mode", "score", "--score-months", TARGET))
 
 
