@@ -13,6 +13,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
+TRINO_ACCESS_CONTROL_MODES = ("opa", "file")
 
 
 def _default_cache_dir() -> Path:
@@ -35,6 +36,11 @@ class PlatformConfig:
     airflow_trigger_log_port: int = 8794
     kafka_port: int = 9092  # clients (SASL/SCRAM)
     kafka_controller_port: int = 9093  # the KRaft controller quorum (SASL/PLAIN, the broker itself only)
+    opa_port: int = 8282  # Open Policy Agent, Trino's authorizer (HTTPS, client certificates); opa mode only
+
+    # Who decides Trino's access: "opa" (Rego policies in include/opa/, served by the OPA service) or "file"
+    # (the fallback: include/trino/access-control.json plus the table-procedure guard). One setting, both tested.
+    trino_access_control: str = "opa"
 
     # Paths. state_dir holds everything a running platform writes (data, logs, PIDs, credentials).
     state_dir: Path = REPO_ROOT / ".platform"
@@ -66,6 +72,16 @@ class PlatformConfig:
     warehouse_bucket: str = "tap-warehouse"
     models_bucket: str = "tap-models"
     reports_bucket: str = "tap-reports"
+
+    def __post_init__(self) -> None:
+        if self.trino_access_control not in TRINO_ACCESS_CONTROL_MODES:
+            raise ValueError(
+                f"TAP_TRINO_ACCESS_CONTROL={self.trino_access_control!r}: choose one of {TRINO_ACCESS_CONTROL_MODES}"
+            )
+
+    @property
+    def uses_opa(self) -> bool:
+        return self.trino_access_control == "opa"
 
     @property
     def buckets(self) -> tuple[str, ...]:
@@ -140,6 +156,7 @@ class PlatformConfig:
             self.trino_port,
             self.superset_port,
             self.airflow_port,
+            *((self.opa_port,) if self.uses_opa else ()),
         )
 
     @property
