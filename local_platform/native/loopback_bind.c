@@ -17,6 +17,8 @@
  *    its holders by the socket inode in /proc/PID/fd. Any other connection is closed at once and logged to stderr;
  *    the client sees the connection closed before any Thrift reply. Reading another user's /proc/PID/{fd,environ}
  *    needs that user's uid or root: a client of another user whom the server cannot inspect is refused.
+ *    Processes admitted recently are looked at first: a long-lived client (Trino, a Spark driver) that opens
+ *    another connection is found without walking every process's descriptors.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -25,6 +27,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -167,6 +170,20 @@ static int holds_socket(int pid, const char *socket_link, const char *ticket_fil
     return holds;
 }
 
+#define RECENT 16
+static int recent[RECENT];
+static int recent_next;
+static pthread_mutex_t recent_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Does process `pid` hold the socket? 1 if it also carries the ticket, 0 if not, -1 if it does not hold it. */
+static int holder_verdict(int pid, const char *socket_link, const char *ticket_file, const char *entry) {
+    int holds_ticket_file = 0;
+    if (!holds_socket(pid, socket_link, ticket_file, &holds_ticket_file)) {
+        return -1;
+    }
+    return holds_ticket_file || environ_has(pid, entry);
+}
+
 /* 1 if a holder of the client end of `conn` carries the ticket; otherwise 0, and *holder names one holder. */
 static int admitted(int conn, const char *ticket, int *holder, int *client_port) {
     struct sockaddr_storage self, peer;
@@ -185,25 +202,46 @@ static int admitted(int conn, const char *ticket, int *holder, int *client_port)
     snprintf(socket_link, sizeof socket_link, "socket:[%lu]", inode);
     snprintf(entry, sizeof entry, "TAP_METASTORE_TICKET=%s", ticket);
     const char *ticket_file = getenv("TAP_METASTORE_TICKET_FILE");
+
+    int candidates[RECENT];
+    pthread_mutex_lock(&recent_lock);
+    memcpy(candidates, recent, sizeof recent);
+    pthread_mutex_unlock(&recent_lock);
+    for (int i = 0; i < RECENT; i++) {
+        if (candidates[i] > 0) {
+            int verdict = holder_verdict(candidates[i], socket_link, ticket_file, entry);
+            if (verdict >= 0) {
+                *holder = candidates[i];
+                return verdict;
+            }
+        }
+    }
+
     DIR *proc = opendir("/proc");
     if (proc == NULL) {
         return 0;
     }
-    int ok = 0;
+    int ok = 0, self_pid = (int)getpid();
     struct dirent *e;
     while (!ok && (e = readdir(proc)) != NULL) {
         char *end;
         long pid = strtol(e->d_name, &end, 10);
-        if (*end != '\0' || pid <= 0) {
+        if (*end != '\0' || pid <= 0 || pid == self_pid) {
             continue;
         }
-        int holds_ticket_file = 0;
-        if (holds_socket((int)pid, socket_link, ticket_file, &holds_ticket_file)) {
+        int verdict = holder_verdict((int)pid, socket_link, ticket_file, entry);
+        if (verdict >= 0) {
             *holder = (int)pid;
-            ok = holds_ticket_file || environ_has((int)pid, entry);
+            ok = verdict;
         }
     }
     closedir(proc);
+    if (ok) {
+        pthread_mutex_lock(&recent_lock);
+        recent[recent_next] = *holder;
+        recent_next = (recent_next + 1) % RECENT;
+        pthread_mutex_unlock(&recent_lock);
+    }
     return ok;
 }
 
