@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef int (*bind_fn)(int, const struct sockaddr *, socklen_t);
@@ -139,6 +140,10 @@ static int environ_has(int pid, const char *entry) {
     return found;
 }
 
+static int descending(const void *a, const void *b) {
+    return *(const int *)b - *(const int *)a;
+}
+
 /* Does process `pid` hold the socket (socket_link)? Sets *holds_ticket_file if it has the ticket file open. */
 static int holds_socket(int pid, const char *socket_link, const char *ticket_file, int *holds_ticket_file) {
     char dir[64];
@@ -217,25 +222,45 @@ static int admitted(int conn, const char *ticket, int *holder, int *client_port)
         }
     }
 
+    /* Newest processes first: a client that is not among the recent ones is most often a young process. */
+    int count = 0, capacity = 1024, self_pid = (int)getpid();
+    int *pids = malloc(sizeof(int) * (size_t)capacity);
     DIR *proc = opendir("/proc");
-    if (proc == NULL) {
+    if (proc == NULL || pids == NULL) {
+        free(pids);
+        if (proc != NULL) {
+            closedir(proc);
+        }
         return 0;
     }
-    int ok = 0, self_pid = (int)getpid();
     struct dirent *e;
-    while (!ok && (e = readdir(proc)) != NULL) {
+    while ((e = readdir(proc)) != NULL) {
         char *end;
         long pid = strtol(e->d_name, &end, 10);
         if (*end != '\0' || pid <= 0 || pid == self_pid) {
             continue;
         }
-        int verdict = holder_verdict((int)pid, socket_link, ticket_file, entry);
+        if (count == capacity) {
+            int *bigger = realloc(pids, sizeof(int) * (size_t)capacity * 2);
+            if (bigger == NULL) {
+                break;
+            }
+            pids = bigger;
+            capacity *= 2;
+        }
+        pids[count++] = (int)pid;
+    }
+    closedir(proc);
+    qsort(pids, (size_t)count, sizeof(int), descending);
+    int ok = 0;
+    for (int i = 0; i < count && *holder < 0; i++) {
+        int verdict = holder_verdict(pids[i], socket_link, ticket_file, entry);
         if (verdict >= 0) {
-            *holder = (int)pid;
+            *holder = pids[i];
             ok = verdict;
         }
     }
-    closedir(proc);
+    free(pids);
     if (ok) {
         pthread_mutex_lock(&recent_lock);
         recent[recent_next] = *holder;
@@ -251,11 +276,19 @@ static int gated(int conn) {
         return conn;
     }
     int holder, client_port = -1;
-    if (admitted(conn, ticket, &holder, &client_port)) {
+    struct timespec start, end;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    int ok = admitted(conn, ticket, &holder, &client_port);
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    long ms = (end.tv_sec - start.tv_sec) * 1000 + (end.tv_nsec - start.tv_nsec) / 1000000;
+    if (ok) {
+        if (ms >= 1000) {
+            fprintf(stderr, "metastore accept gate: admitted process %d after %ld ms\n", holder, ms);
+        }
         return conn;
     }
-    fprintf(stderr, "metastore accept gate: refused the connection from port %d (process %d): no ticket\n",
-            client_port, holder);
+    fprintf(stderr, "metastore accept gate: refused the connection from port %d (process %d): no ticket (%ld ms)\n",
+            client_port, holder, ms);
     close(conn);
     return -2; /* refused: accept the next connection */
 }
