@@ -27,6 +27,8 @@ ACCESS_RULES = TRINO_INCLUDE / "access-control.json"
 OPA_POLICY = POLICY_DIR / "trino" / "policy.rego"
 # Users allowed to run table procedures (ALTER TABLE ... EXECUTE) in file mode; OPA mode says it in its policy.
 TABLE_PROCEDURE_USERS = "platform_admin"
+# Plugins of the installed server that the configuration uses (catalog/iceberg.properties, the password file).
+TRINO_PLUGINS = ("iceberg", "password-authenticators")
 
 # Trino's file authenticator accepts bcrypt or PBKDF2-HMAC-SHA1 ("iterations:salt:hash", lower-case hex).
 # PBKDF2 needs only the standard library; Trino caches each successful check, so the cost is paid once per user.
@@ -176,11 +178,13 @@ class TrinoService(Service):
         return [rules, guard]
 
     def write_plugin_dir(self) -> Path:
-        """plugin.dir: links to the installed plugins plus those of the access-control mode (OPA, or the guard)."""
+        """plugin.dir: links to the plugins the configuration uses (the Iceberg connector, the file password
+        authenticator, and OPA or the table-procedure guard); Trino loads every plugin it finds at start, so the
+        others of the installed server (Python functions, geospatial, exchange and spooling storage...) stay out."""
         plugins = self.conf_dir() / "plugin"
         shutil.rmtree(plugins, ignore_errors=True)
         plugins.mkdir()
-        sources = [p for p in sorted((self.home / "plugin").iterdir()) if p.is_dir()]
+        sources = [self.home / "plugin" / name for name in TRINO_PLUGINS]
         if self.cfg.uses_opa:
             sources.append(artifacts.trino_opa_plugin_dir(self.cfg))
         else:
