@@ -173,6 +173,7 @@ class MetastoreService(Service):
 
     def start(self) -> None:
         proc = self.process("metastore")
+        ticket = write_ticket_file(self.cfg, self.creds)  # also for a metastore already running: health checks
         if not proc.is_running():
             self.write_config()
             self.init_txn_tables()
@@ -180,7 +181,7 @@ class MetastoreService(Service):
                 **self.java_env(),
                 "LD_PRELOAD": str(loopback_shim(self.cfg)),
                 **metastore_client_env(self.creds),
-                "TAP_METASTORE_TICKET_FILE": str(write_ticket_file(self.cfg, self.creds)),
+                "TAP_METASTORE_TICKET_FILE": str(ticket),
             }
             argv = [
                 "java",
