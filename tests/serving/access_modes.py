@@ -64,8 +64,8 @@ def _logins(platform: LocalPlatform, mode: str, port: int) -> Logins:
 def logins_under(platform: LocalPlatform, mode: str) -> Iterator[Logins]:
     """Logins on a Trino in `mode`; an alternate Trino (and OPA, if it was not running) lives for the caller's scope.
 
-    Cost (measured 2026-12-06, 2 cores under load from other work): the alternate Trino starts in 15-100 s with a
-    1.5 GB heap (query.max-memory-per-node is 1 GB plus 30 % headroom), ~1.8 GB resident."""
+    Cost (measured 2026-12-06 on 2 cores shared with other work): the alternate Trino starts in 65 s at load 12
+    (210-300 s at load 20-28), with a 1.5 GB heap (query.max-memory-per-node is 1 GB plus 30 % headroom)."""
     if mode == platform.cfg.trino_access_control:
         yield _logins(platform, mode, platform.cfg.trino_port)
         return
