@@ -14,6 +14,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
 RAW_STORES = ("s3", "hdfs")
+TRINO_ACCESS_CONTROL_MODES = ("opa", "file")
 
 
 def _default_cache_dir() -> Path:
@@ -44,6 +45,12 @@ class PlatformConfig:
     hdfs_datanode_ipc_port: int = 9867
     spark_connect_port: int = 15002  # Spark Connect (gRPC, bearer token)
     jupyter_port: int = 8888  # JupyterLab (token)
+
+    opa_port: int = 8282  # Open Policy Agent, Trino's authorizer (HTTPS, client certificates); opa mode only
+
+    # Who decides Trino's access: "opa" (Rego policies in include/opa/, served by the OPA service) or "file"
+    # (the fallback: include/trino/access-control.json plus the table-procedure guard). One setting, both tested.
+    trino_access_control: str = "opa"
 
     # Paths. state_dir holds everything a running platform writes (data, logs, PIDs, credentials).
     state_dir: Path = REPO_ROOT / ".platform"
@@ -86,6 +93,14 @@ class PlatformConfig:
     def __post_init__(self) -> None:
         if self.raw_store not in RAW_STORES:
             raise ValueError(f"TAP_RAW_STORE={self.raw_store!r}: choose one of {', '.join(RAW_STORES)}")
+        if self.trino_access_control not in TRINO_ACCESS_CONTROL_MODES:
+            raise ValueError(
+                f"TAP_TRINO_ACCESS_CONTROL={self.trino_access_control!r}: choose one of {TRINO_ACCESS_CONTROL_MODES}"
+            )
+
+    @property
+    def uses_opa(self) -> bool:
+        return self.trino_access_control == "opa"
 
     @property
     def buckets(self) -> tuple[str, ...]:
@@ -160,6 +175,7 @@ class PlatformConfig:
             self.trino_port,
             self.superset_port,
             self.airflow_port,
+            *((self.opa_port,) if self.uses_opa else ()),
         )
 
     @property

@@ -32,6 +32,12 @@ class Credentials:
     trino_admin_password: str
     trino_analyst_user: str
     trino_analyst_password: str
+    # A reader of one trip type: the anomaly tables through a row filter (include/opa, access-control.json).
+    trino_green_analyst_user: str
+    trino_green_analyst_password: str
+    # Carried in the environment of the platform's own metastore clients (Spark, Trino, Airflow tasks); the
+    # metastore's accept gate refuses every process without it (local_platform/native/loopback_bind.c).
+    metastore_ticket: str
     # Kafka: one SCRAM principal per role (user names are the principals' names, see services/kafka.py).
     kafka_admin_password: str
     kafka_replay_password: str
@@ -58,6 +64,9 @@ class Credentials:
             trino_admin_password=_password(),
             trino_analyst_user="analyst",
             trino_analyst_password=_password(),
+            trino_green_analyst_user="green_analyst",
+            trino_green_analyst_password=_password(),
+            metastore_ticket=_password(32),
             kafka_admin_password=_password(),
             kafka_replay_password=_password(),
             kafka_streaming_password=_password(),

@@ -17,6 +17,7 @@ from local_platform.services.hdfs import HdfsService
 from local_platform.services.kafka import KafkaService
 from local_platform.services.metastore import MetastoreService, build_loopback_shim
 from local_platform.services.minio import MinioService
+from local_platform.services.opa import OpaService
 from local_platform.services.stream import StreamService
 from local_platform.services.superset import SupersetService
 from local_platform.services.trino import TrinoService
@@ -53,6 +54,7 @@ class LocalPlatform:
             *([hdfs] if raw_in_hdfs else []),
             MetastoreService(cfg, self.creds),
             KafkaService(cfg, self.creds),
+            *([OpaService(cfg, self.creds)] if cfg.uses_opa else []),
             TrinoService(cfg, self.creds),
             SupersetService(cfg, self.creds),
             AirflowService(cfg, self.creds),
@@ -87,10 +89,14 @@ class LocalPlatform:
         for artifact in jars:
             artifacts.fetch(artifact, cfg)
         artifacts.install_trino(cfg)
+        artifacts.install_trino_opa_plugin(cfg)
+        artifacts.build_trino_guard_plugin(cfg)
         artifacts.trino_cli(cfg)
         _log("setup: MinIO server and client (go install)")
         artifacts.install_go_tool(artifacts.MINIO, cfg)
         artifacts.install_go_tool(artifacts.MC, cfg)
+        _log("setup: Open Policy Agent (go install)")
+        artifacts.install_go_tool(artifacts.OPA, cfg)
         _log("setup: loopback bind shim")
         build_loopback_shim(cfg)
         write_spark_defaults(cfg, self.creds)
@@ -109,7 +115,14 @@ class LocalPlatform:
 
     def down(self) -> list[str]:
         stopped: list[str] = []
-        for service in [*self.optional_services, *reversed(self.exploration_services), *reversed(self.services)]:
+        # OPA is stopped in file mode too: it may still run from before a switch of TAP_TRINO_ACCESS_CONTROL.
+        others = [OpaService(self.cfg, self.creds)] if not self.cfg.uses_opa else []
+        for service in [
+            *self.optional_services,
+            *reversed(self.exploration_services),
+            *reversed(self.services),
+            *others,
+        ]:
             stopped += service.stop()
         return stopped
 

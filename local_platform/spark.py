@@ -11,8 +11,8 @@ from pathlib import Path
 
 from local_platform import artifacts
 from local_platform.config import LOOPBACK, REPO_ROOT, PlatformConfig
-from local_platform.credentials import Credentials
-from local_platform.services.metastore import s3a_properties
+from local_platform.credentials import Credentials, load_or_create
+from local_platform.services.metastore import metastore_client_env, s3a_properties
 
 ICEBERG_CATALOG = "iceberg"  # same name as the Trino catalog, so table names read the same in both
 
@@ -54,9 +54,12 @@ def write_spark_defaults(cfg: PlatformConfig, creds: Credentials) -> Path:
     return target
 
 
-def spark_env(cfg: PlatformConfig) -> dict[str, str]:
-    """Environment for anything that starts Spark locally (tests, spark-submit, Airflow tasks)."""
+def spark_env(cfg: PlatformConfig, creds: Credentials | None = None) -> dict[str, str]:
+    """Environment for anything that starts Spark locally (tests, spark-submit, Airflow tasks), with the ticket the
+    metastore's accept gate asks of the JVM that connects to it."""
+    creds = creds if creds is not None else load_or_create(cfg.credentials_file)
     return {
+        **metastore_client_env(creds),
         "SPARK_CONF_DIR": str(spark_conf_dir(cfg)),
         "PYSPARK_PYTHON": str(cfg.python),
         "PYSPARK_DRIVER_PYTHON": str(cfg.python),

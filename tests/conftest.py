@@ -13,17 +13,22 @@ import pytest
 from local_platform.config import load_config
 from local_platform.platform import LocalPlatform
 from local_platform.services.base import Service
+from local_platform.services.metastore import MetastoreTicket
 from local_platform.spark import spark_env
 
 
 @pytest.fixture(scope="session")
 def platform() -> Iterator[LocalPlatform]:
     """The local platform, healthy. Services that were not running are started here and, at the end, exactly
-    those are stopped again (checked clean); services someone else started are left alone."""
+    those are stopped again (checked clean); services someone else started are left alone.
+
+    The test session is one of the platform's metastore clients: it holds the metastore ticket (an open file) while
+    the platform is in use, so in-process clients (pyiceberg, health checks) pass the metastore's accept gate."""
     local = LocalPlatform(load_config())
     was_running = {s.name for s in local.services if s.is_running()}
     local.up(local.services)
-    yield local
+    with MetastoreTicket(local.cfg):
+        yield local
     started_here = [s for s in local.services if s.name not in was_running]
     if not started_here:
         return

@@ -56,7 +56,7 @@ class AirflowService(Service):
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
             "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
         }
-        settings.update(spark_env(self.cfg))
+        settings.update(spark_env(self.cfg, self.creds))
         settings.update(airflow_connections(self.cfg, self.creds))
         return {**self.base_env(), **settings}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import struct
@@ -18,19 +19,66 @@ from local_platform.services.base import Endpoint, Service
 NATIVE_DIR = REPO_ROOT / "local_platform" / "native"
 
 
+SHIM_SOURCE = NATIVE_DIR / "loopback_bind.c"
+TICKET_ENV = "TAP_METASTORE_TICKET"
+
+
 def loopback_shim(cfg: PlatformConfig) -> Path:
-    return cfg.cache_dir / "lib" / "libloopback_bind.so"
+    """The compiled shim, named by its source's hash (the cache is shared by work trees of different versions)."""
+    digest = hashlib.sha256(SHIM_SOURCE.read_bytes()).hexdigest()[:12]
+    return cfg.cache_dir / "lib" / f"libloopback_bind-{digest}.so"
 
 
 def build_loopback_shim(cfg: PlatformConfig) -> Path:
-    """Compile the LD_PRELOAD bind shim (see native/loopback_bind.c) if the source is newer than the library."""
-    source = NATIVE_DIR / "loopback_bind.c"
+    """Compile the LD_PRELOAD shim (loopback binds + the accept gate, see native/loopback_bind.c) once per source."""
     target = loopback_shim(cfg)
-    if target.exists() and target.stat().st_mtime >= source.stat().st_mtime:
+    if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-o", str(target), str(source), "-ldl"], check=True)
+    partial = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+    subprocess.run(
+        ["gcc", "-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-o", str(partial), str(SHIM_SOURCE), "-ldl"],
+        check=True,
+    )
+    partial.replace(target)
     return target
+
+
+def metastore_client_env(creds: Credentials) -> dict[str, str]:
+    """What a process the platform starts needs in its environment to pass the metastore's accept gate."""
+    return {TICKET_ENV: creds.metastore_ticket}
+
+
+def ticket_file(cfg: PlatformConfig) -> Path:
+    """The ticket as a file (0600): an in-process client passes the gate while it holds this file open."""
+    return cfg.run_dir / "metastore.ticket"
+
+
+def write_ticket_file(cfg: PlatformConfig, creds: Credentials) -> Path:
+    path = ticket_file(cfg)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(creds.metastore_ticket)
+    os.chmod(path, 0o600)
+    return path.resolve()
+
+
+class MetastoreTicket:
+    """Hold the ticket file open: the metastore then admits this process's connections (`with` block)."""
+
+    def __init__(self, cfg: PlatformConfig) -> None:
+        self.path = ticket_file(cfg)
+        self._fd: int | None = None
+
+    def __enter__(self) -> MetastoreTicket:
+        self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def s3a_properties(cfg: PlatformConfig, creds: Credentials) -> dict[str, str]:
@@ -125,10 +173,16 @@ class MetastoreService(Service):
 
     def start(self) -> None:
         proc = self.process("metastore")
+        ticket = write_ticket_file(self.cfg, self.creds)  # also for a metastore already running: health checks
         if not proc.is_running():
             self.write_config()
             self.init_txn_tables()
-            env = {**self.java_env(), "LD_PRELOAD": str(loopback_shim(self.cfg))}
+            env = {
+                **self.java_env(),
+                "LD_PRELOAD": str(loopback_shim(self.cfg)),
+                **metastore_client_env(self.creds),
+                "TAP_METASTORE_TICKET_FILE": str(ticket),
+            }
             argv = [
                 "java",
                 f"-Xmx{self.cfg.metastore_heap}",
@@ -144,7 +198,9 @@ class MetastoreService(Service):
         wait_until(self.healthy, self.start_timeout, "Hive Metastore", proc, self.log_file("metastore"))
 
     def healthy(self) -> bool:
+        """The metastore lists its databases to this process, which holds the ticket for the call."""
         try:
-            return "default" in thrift_get_all_databases(self.cfg.metastore_port)
+            with MetastoreTicket(self.cfg):
+                return "default" in thrift_get_all_databases(self.cfg.metastore_port)
         except (OSError, RuntimeError, struct.error):
             return False

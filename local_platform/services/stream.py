@@ -54,7 +54,11 @@ class StreamService(Service):
 
     def env(self) -> dict[str, str]:
         streaming = connection_definitions(self.cfg, self.creds)["tap_kafka_streaming"]
-        return {**self.base_env(), **spark_env(self.cfg), "AIRFLOW_CONN_TAP_KAFKA_STREAMING": json.dumps(streaming)}
+        return {
+            **self.base_env(),
+            **spark_env(self.cfg, self.creds),
+            "AIRFLOW_CONN_TAP_KAFKA_STREAMING": json.dumps(streaming),
+        }
 
     def start(self) -> None:
         proc = self.process("stream-scoring")

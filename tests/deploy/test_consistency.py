@@ -7,7 +7,6 @@ files would only show up in a running cluster as a connection refused or a pod s
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
@@ -132,26 +131,12 @@ def test_trino_secures_clients_as_the_local_platform_does():
     assert server["authenticationType"] == "PASSWORD"
     assert values("trino")["auth"] == {"passwordAuthSecret": SECRETS["trino_auth"]["name"]}
     assert SECRETS["trino_auth"]["keys"]["password_db"] == "password.db", "the chart reads this key"
-    (mount,) = values("trino")["secretMounts"]
-    assert mount["secretName"] == SECRETS["trino_tls"]["name"]
+    mount = next(m for m in values("trino")["secretMounts"] if m["secretName"] == SECRETS["trino_tls"]["name"])
     assert server["https"]["keystore"]["path"] == f"{mount['path']}/{SECRETS['trino_tls']['keys']['keystore']}"
 
 
 def test_trino_image_is_the_local_trino_version():
     assert values("trino")["image"]["tag"] == artifacts.TRINO_VERSION
-
-
-def test_trino_access_control_is_the_local_rules_file():
-    """One copy of the rules: the install passes include/trino/access-control.json to the chart."""
-    access = values("trino")["accessControl"]
-    assert access["type"] == "configmap" and "rules" not in access, "the rules come from include/trino"
-    header = (REPO / "helm-values" / "trino.yaml").read_text().split("\n\n", 1)[0]
-    escaped_key = access["configFile"].replace(".", "\\.")  # helm --set-file escapes dots in a key
-    set_file = f"--set-file 'accessControl.rules.{escaped_key}=include/trino/access-control.json'"
-    assert set_file in header
-    rules = json.loads((REPO / "include" / "trino" / "access-control.json").read_text())
-    users = {rule.get("user") for rule in rules["catalogs"]}
-    assert {naming()["users"]["trino_admin"], naming()["users"]["trino_analyst"]} <= users
 
 
 def test_metastore_points_at_postgresql_minio_and_the_warehouse_bucket():

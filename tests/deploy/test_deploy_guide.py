@@ -77,7 +77,9 @@ def test_images_are_built_with_the_names_the_deployment_pulls():
         assert f'-t "{repository}:{images[name]["tag"]}"' in commands(), f"the guide does not build the {name} image"
 
 
-def test_trino_is_installed_with_the_local_access_rules():
-    rules = "include/trino/access-control.json"
-    assert f"--set-file 'accessControl.rules.rules\\.json={rules}'" in commands()
-    assert (REPO / rules).is_file()
+def test_opa_policies_are_applied_before_trino():
+    """Trino asks OPA from its first query: the policies and OPA are applied before the Trino release."""
+    text = commands()
+    policies = text.index("helm-values/manifests/opa-policies.yaml")
+    assert policies < text.index("helm-values/manifests/opa.yaml") < text.index("helm install tap-trino")
+    assert "accessControl.rules" not in text, "the rules come from OPA's ConfigMap, not from --set-file"

@@ -101,6 +101,66 @@ def test_loopback_shim_rewrites_wildcard_binds():
     assert child.wait(timeout=10) == 0
 
 
+GATED_ECHO_SERVER = (
+    "import socket,sys\n"
+    "s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen()\n"
+    "print(s.getsockname()[1]); sys.stdout.flush()\n"
+    "while True:\n"
+    "    c,_=s.accept(); c.sendall(b'admitted'); c.close()\n"
+)
+CLIENT = (
+    "import socket,sys\n"
+    "c=socket.create_connection(('127.0.0.1',int(sys.argv[1])),timeout=10)\n"
+    "try: print(c.recv(100).decode() or 'closed')\n"
+    "except ConnectionResetError: print('closed')\n"
+)
+
+
+def test_accept_gate_admits_only_processes_that_carry_the_ticket(tmp_path):
+    """The shim's accept gate (issue 16, item 2): a client without the ticket is closed before any reply; one with
+    the ticket in its environment, or holding the ticket file open, is served."""
+    shim = build_loopback_shim(load_config())
+    ticket_file = tmp_path / "gate.ticket"
+    ticket_file.write_text("the-ticket")
+    ticket_file.chmod(0o600)
+    env = {k: v for k, v in os.environ.items() if k != "TAP_METASTORE_TICKET"}
+    server = subprocess.Popen(
+        [sys.executable, "-c", GATED_ECHO_SERVER],
+        env={**env, "LD_PRELOAD": str(shim), "TAP_METASTORE_TICKET": "the-ticket",
+             "TAP_METASTORE_TICKET_FILE": str(ticket_file.resolve())},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        port = server.stdout.readline().strip()
+
+        def client(extra_env: dict[str, str]) -> str:
+            run = subprocess.run(
+                [sys.executable, "-c", CLIENT, port], env={**env, **extra_env}, capture_output=True, text=True
+            )
+            return run.stdout.strip()
+
+        assert client({}) == "closed"
+        assert client({"TAP_METASTORE_TICKET": "a-guess"}) == "closed"
+        assert client({"TAP_METASTORE_TICKET": "the-ticket"}) == "admitted"
+
+        def in_process() -> bytes:
+            with socket.create_connection(("127.0.0.1", int(port)), timeout=10) as conn:
+                try:
+                    return conn.recv(100)
+                except ConnectionResetError:
+                    return b""
+
+        assert in_process() == b"", "this process holds no ticket yet"
+        with open(ticket_file):
+            assert in_process() == b"admitted"
+    finally:
+        server.kill()
+        _, errors = server.communicate(timeout=10)
+    assert errors.count("metastore accept gate: refused") == 3, errors
+
+
 def test_credentials_of_an_older_install_gain_the_new_secrets_and_keep_the_old(tmp_path):
     path = tmp_path / "credentials.env"
     first = load_or_create(path)

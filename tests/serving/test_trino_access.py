@@ -1,20 +1,32 @@
-"""Trino's logins and access rules, against the real local Trino: what the admin and the analyst may and may not do."""
+"""Trino's logins and access rules, against the real local Trino: what the admin and the readers may and may not do.
+
+Authorisation is checked under both access-control modes (TAP_TRINO_ACCESS_CONTROL): the platform's own Trino runs
+the configured one, and a second, short-lived Trino (tests/serving/access_modes.py) the other, for this module only.
+"""
 
 from __future__ import annotations
 
 import os
 import stat
 import subprocess
+from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
 import requests
 import trino
 
-from local_platform.config import REPO_ROOT
+from local_platform.config import REPO_ROOT, TRINO_ACCESS_CONTROL_MODES
+from tests.serving.access_modes import Logins, logins_under
 from tests.serving.conftest import query
 
 pytestmark = pytest.mark.platform
+
+
+@pytest.fixture(scope="module", params=TRINO_ACCESS_CONTROL_MODES)
+def access(request, platform) -> Iterator[Logins]:
+    """The admin's and the readers' logins on a Trino whose access is decided by OPA, then by the file rules."""
+    yield from logins_under(platform, request.param)
 
 
 # Authentication --------------------------------------------------------------------------------------------------
@@ -56,8 +68,10 @@ def test_password_file_is_hashed_private_and_ignored_by_git(platform):
     password_file = platform.cfg.conf_dir / "trino" / "etc" / "password.db"
     text = password_file.read_text()
     creds = platform.creds
-    assert [line.split(":")[0] for line in text.splitlines()] == [creds.trino_admin_user, creds.trino_analyst_user]
-    assert creds.trino_admin_password not in text and creds.trino_analyst_password not in text
+    users = [creds.trino_admin_user, creds.trino_analyst_user, creds.trino_green_analyst_user]
+    assert [line.split(":")[0] for line in text.splitlines()] == users
+    for password in (creds.trino_admin_password, creds.trino_analyst_password, creds.trino_green_analyst_password):
+        assert password not in text
     assert stat.S_IMODE(os.stat(password_file).st_mode) == 0o600
     if password_file.resolve().is_relative_to(REPO_ROOT):  # TAP_STATE_DIR may also point outside the work tree
         ignored = subprocess.run(["git", "check-ignore", "-q", str(password_file)], cwd=REPO_ROOT)
@@ -65,7 +79,8 @@ def test_password_file_is_hashed_private_and_ignored_by_git(platform):
 
 
 # Authorisation: the admin ---------------------------------------------------------------------------------------
-def test_admin_creates_writes_reads_and_drops(trino_admin, unique_name):
+def test_admin_creates_writes_reads_and_drops(access, unique_name):
+    trino_admin = access.admin
     schema = f"iceberg.{unique_name}"
     query(trino_admin, f"CREATE SCHEMA {schema}")
     try:
@@ -80,7 +95,8 @@ def test_admin_creates_writes_reads_and_drops(trino_admin, unique_name):
     assert unique_name not in {row[0] for row in query(trino_admin, "SHOW SCHEMAS FROM iceberg")}
 
 
-def test_admin_reads_raw_trips(trino_admin, pipeline_run):
+def test_admin_reads_raw_trips(access, pipeline_run):
+    trino_admin = access.admin
     marker = pipeline_run.trip_marker
     rows = query(trino_admin, f"SELECT count(*) FROM iceberg.taxi.trips_normalised WHERE pu_location_id = {marker}")
     assert rows == [[pipeline_run.written["trips_normalised"]]]
@@ -88,22 +104,26 @@ def test_admin_reads_raw_trips(trino_admin, pipeline_run):
 
 # Authorisation: the analyst ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("table", ["anomaly_scores", "window_features"])
-def test_analyst_reads_the_anomaly_tables(trino_analyst, pipeline_run, table):
+def test_analyst_reads_the_anomaly_tables(access, pipeline_run, table):
+    trino_analyst = access.analyst
     rows = query(trino_analyst, f"SELECT count(*) FROM iceberg.taxi.{table} WHERE run_id = '{pipeline_run.run_id}'")
     assert rows == [[pipeline_run.written[table]]]
 
 
-def test_analyst_reads_the_stream_alerts(trino_analyst, pipeline_run):
+def test_analyst_reads_the_stream_alerts(access, pipeline_run):
+    trino_analyst = access.analyst
     mine = f"starts_with(alert_id, '{pipeline_run.run_id}:')"
     rows = query(trino_analyst, f"SELECT count(*) FROM iceberg.taxi.stream_alerts WHERE {mine}")
     assert rows == [[pipeline_run.written["stream_alerts"]]] and rows[0][0] > 0
 
 
-def test_analyst_sees_only_the_anomaly_tables(trino_analyst, pipeline_run):
-    assert {row[0] for row in query(trino_analyst, "SHOW CATALOGS")} == {"iceberg", "system"}
-    assert {row[0] for row in query(trino_analyst, "SHOW SCHEMAS FROM iceberg")} == {"taxi"}
+@pytest.mark.parametrize("reader", ["analyst", "green_analyst"])
+def test_readers_see_only_the_anomaly_tables(access, pipeline_run, reader):
+    login = access.reader(reader)
+    assert {row[0] for row in query(login, "SHOW CATALOGS")} == {"iceberg", "system"}
+    assert {row[0] for row in query(login, "SHOW SCHEMAS FROM iceberg")} == {"taxi"}
     # stream_trips and stream_window_scores, when the stream has run, are hidden like trips_normalised
-    assert {row[0] for row in query(trino_analyst, "SHOW TABLES FROM iceberg.taxi")} == {
+    assert {row[0] for row in query(login, "SHOW TABLES FROM iceberg.taxi")} == {
         "anomaly_scores",
         "window_features",
         "stream_alerts",
@@ -127,11 +147,9 @@ DENIED_TO_THE_ANALYST = {
 
 
 @pytest.mark.parametrize("action", DENIED_TO_THE_ANALYST)
-def test_analyst_is_denied(trino_analyst, trino_admin, pipeline_run, action):
-    with pytest.raises(trino.exceptions.TrinoUserError) as denied:
-        query(trino_analyst, DENIED_TO_THE_ANALYST[action])
-    assert denied.value.error_name == "PERMISSION_DENIED", denied.value.message
-    assert denied.value.message.startswith("Access Denied")
+def test_analyst_is_denied(access, pipeline_run, action):
+    trino_admin = access.admin
+    assert_denied(access.analyst, DENIED_TO_THE_ANALYST[action])
     # and nothing changed
     count = f"SELECT count(*) FROM iceberg.taxi.anomaly_scores WHERE run_id = '{pipeline_run.run_id}'"
     assert query(trino_admin, count) == [[pipeline_run.written["anomaly_scores"]]]
@@ -142,7 +160,111 @@ def test_analyst_is_denied(trino_analyst, trino_admin, pipeline_run, action):
     }
 
 
-def test_analyst_cannot_read_tables_outside_the_anomaly_schema(trino_admin, trino_analyst, unique_name):
+def assert_denied(login, sql: str) -> None:
+    with pytest.raises(trino.exceptions.TrinoUserError) as denied:
+        query(login, sql)
+    assert denied.value.error_name == "PERMISSION_DENIED", denied.value.message
+    assert denied.value.message.startswith("Access Denied"), denied.value.message
+
+
+# Table maintenance and the session properties that loosen it (issue 16, item 1): the readers passed access control
+# for every table procedure and session property before; Trino 476's file rules have no rule for table procedures.
+SCORES = "iceberg.taxi.anomaly_scores"
+TABLE_PROCEDURES = {
+    "optimize": f"ALTER TABLE {SCORES} EXECUTE optimize",
+    "optimize_manifests": f"ALTER TABLE {SCORES} EXECUTE optimize_manifests",
+    "expire_snapshots": f"ALTER TABLE {SCORES} EXECUTE expire_snapshots(retention_threshold => '7d')",
+    "remove_orphan_files": f"ALTER TABLE {SCORES} EXECUTE remove_orphan_files(retention_threshold => '7d')",
+    "drop_extended_stats": f"ALTER TABLE {SCORES} EXECUTE drop_extended_stats",
+    "rollback_to_snapshot": f"ALTER TABLE {SCORES} EXECUTE rollback_to_snapshot(1)",
+    "add_files": f"ALTER TABLE {SCORES} EXECUTE add_files(location => 's3://tap-warehouse/x/', format => 'PARQUET')",
+    "add_files_from_table": f"ALTER TABLE {SCORES} EXECUTE add_files_from_table('taxi', 'window_features')",
+    "call rollback_to_snapshot": "CALL iceberg.system.rollback_to_snapshot('taxi', 'anomaly_scores', 1)",
+    "call unregister_table": "CALL iceberg.system.unregister_table('taxi', 'anomaly_scores')",
+}
+SESSION_PROPERTIES = {
+    "expire_snapshots_min_retention": "SET SESSION iceberg.expire_snapshots_min_retention = '0s'",
+    "remove_orphan_files_min_retention": "SET SESSION iceberg.remove_orphan_files_min_retention = '0s'",
+    "a catalog property of reading": "SET SESSION iceberg.projection_pushdown_enabled = false",
+    "a system property of writing": "SET SESSION scale_writers = false",
+}
+
+
+def _snapshots(admin) -> list[list]:
+    return query(admin, 'SELECT snapshot_id FROM iceberg.taxi."anomaly_scores$snapshots" ORDER BY committed_at')
+
+
+# Both readers get the same rules (one list in each rule set): every case for the analyst, one for the other.
+@pytest.mark.parametrize(
+    ("reader", "procedure"), [*(("analyst", p) for p in TABLE_PROCEDURES), ("green_analyst", "expire_snapshots")]
+)
+def test_readers_run_no_table_procedure(access, pipeline_run, reader, procedure):
+    before = _snapshots(access.admin)
+    assert_denied(access.reader(reader), TABLE_PROCEDURES[procedure])
+    assert _snapshots(access.admin) == before
+
+
+@pytest.mark.parametrize(
+    ("reader", "setting"),
+    [*(("analyst", s) for s in SESSION_PROPERTIES), ("green_analyst", "expire_snapshots_min_retention")],
+)
+def test_readers_set_no_data_changing_session_property(access, reader, setting):
+    assert_denied(access.reader(reader), SESSION_PROPERTIES[setting])
+
+
+def test_session_properties_sent_with_a_query_are_checked_too(access):
+    """Clients can send session properties as request headers instead of SET SESSION."""
+    connection = access.analyst.connect(session_properties={"iceberg.expire_snapshots_min_retention": "0s"})
+    with pytest.raises(trino.exceptions.TrinoUserError) as denied:
+        connection.cursor().execute("SELECT 1").fetchall()
+    assert denied.value.error_name == "PERMISSION_DENIED", denied.value.message
+
+
+def test_readers_may_bound_their_own_queries(access):
+    assert query(access.analyst, "SET SESSION query_max_run_time = '10m'") == []
+
+
+def test_admin_runs_table_maintenance_and_loosens_it(access, unique_name):
+    table = f"iceberg.{unique_name}.t"
+    admin = access.admin
+    query(admin, f"CREATE SCHEMA iceberg.{unique_name}")
+    try:
+        query(admin, f"CREATE TABLE {table} (id integer)")
+        for value in range(3):
+            query(admin, f"INSERT INTO {table} VALUES ({value})")
+        query(admin, f"ALTER TABLE {table} EXECUTE optimize")
+        query(admin, f"ALTER TABLE {table} EXECUTE drop_extended_stats")
+        cursor = admin.connect(session_properties={"iceberg.expire_snapshots_min_retention": "0s"}).cursor()
+        cursor.execute(f"ALTER TABLE {table} EXECUTE expire_snapshots(retention_threshold => '0s')")
+        cursor.fetchall()
+        assert query(admin, f'SELECT count(*) FROM iceberg.{unique_name}."t$snapshots"') == [[1]]
+        assert query(admin, f"SELECT sum(id) FROM {table}") == [[3]]
+    finally:
+        query(admin, f"DROP TABLE IF EXISTS {table}")
+        query(admin, f"DROP SCHEMA iceberg.{unique_name}")
+
+
+# Row filters: the green-trips analyst --------------------------------------------------------------------------------
+@pytest.mark.parametrize("table", ["anomaly_scores", "window_features"])
+def test_green_analyst_reads_green_rows_only(access, pipeline_run, table):
+    mine = f"SELECT trip_type, count(*) FROM iceberg.taxi.{table} WHERE run_id = '{pipeline_run.run_id}' GROUP BY 1"
+    everything = dict(query(access.admin, mine))
+    assert set(everything) == {"yellow", "green"}, everything
+    assert query(access.green_analyst, mine) == [["green", everything["green"]]]
+    assert query(access.analyst, mine + " ORDER BY 1") == sorted([k, v] for k, v in everything.items())
+
+
+def test_green_analyst_reads_green_alerts_only(access, pipeline_run):
+    mine = (
+        "SELECT DISTINCT trip_type FROM iceberg.taxi.stream_alerts "
+        f"WHERE starts_with(alert_id, '{pipeline_run.run_id}:')"
+    )
+    assert {row[0] for row in query(access.admin, mine)} == {"yellow", "green"}
+    assert query(access.green_analyst, mine) == [["green"]]
+
+
+def test_analyst_cannot_read_tables_outside_the_anomaly_schema(access, unique_name):
+    trino_admin, trino_analyst = access.admin, access.analyst
     table = f"iceberg.{unique_name}.anomaly_scores"  # same table name, another schema
     query(trino_admin, f"CREATE SCHEMA iceberg.{unique_name}")
     try:

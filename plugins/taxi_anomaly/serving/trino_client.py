@@ -52,8 +52,9 @@ class TrinoSettings:
     def url(self) -> str:
         return f"{self.http_scheme}://{self.host}:{self.port}"
 
-    def connect(self, schema: str | None = None) -> TrinoConnection:
-        """A DB-API connection; nothing is sent before the first query."""
+    def connect(self, schema: str | None = None, session_properties: dict[str, str] | None = None) -> TrinoConnection:
+        """A DB-API connection; nothing is sent before the first query. `session_properties` travel with every
+        query (as headers), like SET SESSION."""
         import requests
         import trino
 
@@ -71,4 +72,5 @@ class TrinoSettings:
             http_session=session,
             catalog=self.catalog,
             schema=schema,
+            session_properties=session_properties,
         )
