@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from local_platform import artifacts
 from local_platform.config import REPO_ROOT, PlatformConfig
 from local_platform.credentials import Credentials, load_or_create
+from local_platform.process import PRIVATE_UMASK, make_private
 from local_platform.services.airflow import AirflowService
 from local_platform.services.base import Service
 from local_platform.services.kafka import KafkaService
@@ -75,6 +77,12 @@ class LocalPlatform:
 
     # lifecycle -----------------------------------------------------------------------------------------------
     def up(self) -> None:
+        # State is for the platform's user only: new files 0600 / dirs 0700 (this process, its CLI calls and
+        # every service, see process.PRIVATE_UMASK), and state left readable by an older install is fixed here.
+        os.umask(PRIVATE_UMASK)
+        fixed = make_private(self.cfg.state_dir)
+        if fixed:
+            _log(f"up: made {fixed} entries under {self.cfg.state_dir} private to their owner (0700/0600)")
         write_spark_defaults(self.cfg, self.creds)
         for service in self.services:
             started = time.monotonic()
