@@ -65,6 +65,7 @@ def settings(platform, s3_settings, store, mirror, tlc_data, tmp_path, unique_na
     ingest = IngestSettings(
         s3_settings,
         base_url=mirror.url,
+        allowed_sources=(mirror.url,),
         raw_bucket=platform.cfg.raw_bucket,
         key_prefix=prefix,
         metadata_dir=tlc_data / "metadata",
