@@ -22,6 +22,12 @@ class Credentials:
     minio_root_password: str
     airflow_admin_user: str
     airflow_admin_password: str
+    # Airflow's FAB roles beside Admin: an operator (role User: triggers, pauses, clears DAG runs) and a
+    # viewer (role Viewer: reads DAGs and runs only).
+    airflow_operator_user: str
+    airflow_operator_password: str
+    airflow_viewer_user: str
+    airflow_viewer_password: str
     airflow_fernet_key: str
     airflow_api_secret_key: str
     airflow_jwt_secret: str
@@ -46,6 +52,10 @@ class Credentials:
             minio_root_password=_password(),
             airflow_admin_user="platform-admin",
             airflow_admin_password=_password(),
+            airflow_operator_user="tap-operator",
+            airflow_operator_password=_password(),
+            airflow_viewer_user="tap-viewer",
+            airflow_viewer_password=_password(),
             airflow_fernet_key=base64.urlsafe_b64encode(os.urandom(32)).decode(),
             airflow_api_secret_key=_password(32),
             airflow_jwt_secret=_password(32),
