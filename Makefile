@@ -47,7 +47,7 @@ lock:  ## re-resolve requirements.lock files from requirements.txt files
 	uv pip compile requirements.txt --python 3.11 -o requirements.lock
 	uv pip compile include/superset/requirements.txt --python 3.11 -o include/superset/requirements.lock
 
-MIRROR_PORT ?= 8765
+MIRROR_PORT ?= $(shell $(PY_SYS) -c "from local_platform.config import load_config; print(load_config().mirror_port)")
 mirror:  ## serve ../shared/data as the TLC CDN on 127.0.0.1:$(MIRROR_PORT) (fault injection under /_mirror/)
 	PYTHONPATH=plugins $(VENV_PY) -m taxi_anomaly.ingest.mirror --port $(MIRROR_PORT) --data-dir ../shared/data
 

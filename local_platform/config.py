@@ -35,6 +35,9 @@ class PlatformConfig:
     airflow_trigger_log_port: int = 8794
     kafka_port: int = 9092  # clients (SASL/SCRAM)
     kafka_controller_port: int = 9093  # the KRaft controller quorum (SASL/PLAIN, the broker itself only)
+    # The local TLC mirror of `make demo`, the DAG tests and `make mirror` (not started by `make up`, hence not
+    # in listening_ports): the one non-CDN source the platform's Airflow may download from (TAP_MIRROR_URL).
+    mirror_port: int = 8765
 
     # Paths. state_dir holds everything a running platform writes (data, logs, PIDs, credentials).
     state_dir: Path = REPO_ROOT / ".platform"
@@ -145,6 +148,10 @@ class PlatformConfig:
     @property
     def kafka_bootstrap(self) -> str:
         return f"{LOOPBACK}:{self.kafka_port}"
+
+    @property
+    def mirror_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.mirror_port}"
 
     @property
     def airflow_url(self) -> str:

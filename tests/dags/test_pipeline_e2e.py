@@ -65,7 +65,7 @@ def sandbox(platform, trino_admin, tmp_path_factory) -> Iterator[dict[str, Any]]
             platform.creds.minio_root_password,
         )
     )
-    with Mirror([shared_data_dir(), generated]) as mirror:
+    with Mirror([shared_data_dir(), generated], port=platform.cfg.mirror_port) as mirror:  # Airflow's allowed source
         yield {
             "namespace": name,
             "storage_prefix": f"{name}/",

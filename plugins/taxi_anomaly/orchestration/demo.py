@@ -62,9 +62,8 @@ def generate(data_dir: Path) -> Path:
 
 
 def airflow_client() -> AirflowClient:
-    """The platform's Airflow, as its admin user (password from the auth manager's generated file)."""
-    passwords = json.loads(Path(os.environ["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]).read_text())
-    user, password = next(iter(passwords.items()))
+    """The platform's Airflow as its operator (role User: may trigger and pause DAGs, not read connections)."""
+    user, password = os.environ["TAP_AIRFLOW_API_USER"], os.environ["TAP_AIRFLOW_API_PASSWORD"]
     return AirflowClient(os.environ.get("AIRFLOW__API__BASE_URL", "http://127.0.0.1:8080"), user, password)
 
 
@@ -115,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         paused[dag_id] = client.wait_for_dag(dag_id)["is_paused"]
         client.set_paused(dag_id, False)
     try:
-        with Mirror([shared_data_dir(), generated]) as mirror:
+        # The mirror's address is the one the platform's Airflow is allowed to download from (TAP_MIRROR_URL).
+        mirror_port = int(os.environ["TAP_MIRROR_URL"].rsplit(":", 1)[1])
+        with Mirror([shared_data_dir(), generated], port=mirror_port) as mirror:
             say(f"TLC mirror on {mirror.url} (reference data + {generated})")
             sandbox = {"namespace": "taxi", "storage_prefix": args.prefix, "tlc_base_url": mirror.url}
             first, last = HISTORY_RANGE
