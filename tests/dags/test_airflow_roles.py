@@ -98,3 +98,67 @@ def test_concurrent_triggers_all_succeed(clients):
         outcomes = list(pool.map(lambda rid: status_of(lambda: operator.trigger(DAG, {}, run_id=rid)), run_ids))
     assert outcomes == [200] * len(run_ids), outcomes
     assert all(operator.run(DAG, rid)["dag_run_id"] == rid for rid in run_ids)
+
+
+RETRAIN = "tap_weekly_retrain"
+
+
+def _new_scheduled_runs(client: AirflowClient, before: set[str]) -> list[str]:
+    return [r["dag_run_id"] for r in client.runs(RETRAIN, "scheduled") if r["dag_run_id"] not in before]
+
+
+def _unpaused_until(client: AirflowClient, done, timeout_s: float = 90.0) -> None:
+    """Unpause the retraining DAG until done() (polled every 0.5 s), then pause it again at once."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    client.set_paused(RETRAIN, False)
+    try:
+        while not done():
+            assert time.monotonic() < deadline, "the scheduler did not act in time"
+            time.sleep(0.5)
+    finally:
+        client.set_paused(RETRAIN, True)
+
+
+def _discard(client: AirflowClient, run_id: str) -> None:
+    client.set_run_state(RETRAIN, run_id, "failed")
+    client.delete_run(RETRAIN, run_id)
+
+
+def _slot_due(client: AirflowClient) -> bool:
+    from datetime import UTC, datetime
+
+    due = client.dag(RETRAIN)["next_dagrun_run_after"]
+    return bool(due) and datetime.fromisoformat(due.replace("Z", "+00:00")) <= datetime.now(UTC)
+
+
+def test_make_demos_retraining_run_takes_the_due_slot_so_no_weekly_run_starts_with_production_defaults(clients):
+    """Unpausing tap_weekly_retrain (as `make demo` did) starts the weekly run due since last Monday with the
+    production defaults, which fails on the demo platform and alerts. A manual run holding that logical date
+    (AirflowClient.trigger_in_due_slot, what the demo now does) leaves the scheduler nothing to start."""
+    import time
+
+    admin, operator = clients["admin"], clients["operator"]
+    admin.wait_for_dag(RETRAIN)
+    assert admin.dag(RETRAIN)["is_paused"] and _slot_due(admin), "a fresh platform: paused, last Monday's slot due"
+
+    before = set(_new_scheduled_runs(admin, set()))
+    _unpaused_until(admin, lambda: _new_scheduled_runs(admin, before))
+    for run_id in _new_scheduled_runs(admin, before):  # the fault, shown: a run nobody asked for
+        _discard(admin, run_id)
+    deadline = time.monotonic() + 120
+    while not _slot_due(admin):  # the dag-processor recomputes the slot once that run is gone
+        assert time.monotonic() < deadline, "the due slot did not come back"
+        time.sleep(2)
+
+    conf = {"trip_types": ["green"], "namespace": "taxi", "storage_prefix": f"t-slot-{uuid.uuid4().hex[:6]}/"}
+    run = operator.trigger_in_due_slot(RETRAIN, conf, run_id=f"t_slot_{uuid.uuid4().hex[:8]}")
+    assert run["logical_date"] is not None
+    try:
+        # Once the scheduler has started the run it has also passed the point where it creates due runs.
+        _unpaused_until(admin, lambda: admin.run(RETRAIN, run["dag_run_id"])["state"] != "queued")
+        created = _new_scheduled_runs(admin, before)
+    finally:
+        _discard(admin, run["dag_run_id"])
+    assert created == []

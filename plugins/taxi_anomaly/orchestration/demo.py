@@ -3,7 +3,8 @@
 1. sample data: the real green 2024-01 (shared reference data) and generated months (history for green and
    fhvhv, and the fhvhv month 2025-04 with labelled anomalies), served by a TLC mirror started here on 127.0.0.1;
 2. tap_backfill, score off: the history months land (months the mirror does not have are skipped);
-3. tap_weekly_retrain: a model per trip type is trained, evaluated and promoted (skipped once one is promoted);
+3. tap_weekly_retrain: a model per trip type is trained, evaluated and promoted (skipped once one is promoted); the
+   run takes the weekly schedule's due slot, so unpausing the DAG for it starts no run with production defaults;
 4. tap_backfill for green 2024-01, then fhvhv 2025-04: Spark scores them with the promoted model into
    iceberg.taxi.*, Trino checks the counts, and the Superset dashboards are refreshed;
 5. the stream: the streaming job starts (`make stream-up`), the fhvhv month is replayed into Kafka at 5,000
@@ -38,7 +39,7 @@ HISTORY_RANGE = ("2024-10", "2025-03")
 TARGETS = {"green": "2024-01", "fhvhv": "2025-04"}  # green 2024-01 is the real TLC file
 HISTORY_TRIPS = {"green": 40_000, "fhvhv": 300_000}
 TARGET_TRIPS = 300_000
-DEMO_DAGS = ("tap_backfill", "tap_weekly_retrain")
+RETRAIN_DAG = "tap_weekly_retrain"
 
 
 def say(message: str) -> None:
@@ -67,9 +68,10 @@ def airflow_client() -> AirflowClient:
     return AirflowClient(os.environ.get("AIRFLOW__API__BASE_URL", "http://127.0.0.1:8080"), user, password)
 
 
-def run_dag(client: AirflowClient, dag_id: str, conf: dict[str, Any]) -> dict[str, Any]:
-    """Trigger one run, follow it to the end, and return it (raises SystemExit if it failed)."""
-    run = client.trigger(dag_id, conf, run_id=f"demo__{dag_id}__{time.strftime('%Y%m%dT%H%M%S')}")
+def run_dag(client: AirflowClient, dag_id: str, conf: dict[str, Any], run: dict[str, Any] | None = None) -> dict:
+    """Trigger one run (unless `run` was triggered already), follow it to the end, and return it (raises
+    SystemExit if it failed)."""
+    run = run or client.trigger(dag_id, conf, run_id=demo_run_id(dag_id))
     started = time.monotonic()
     say(f"triggered {dag_id}, run {run['dag_run_id']}")
     say(f"  {client.base_url}/dags/{dag_id}/runs/{run['dag_run_id']}")
@@ -78,6 +80,24 @@ def run_dag(client: AirflowClient, dag_id: str, conf: dict[str, Any]) -> dict[st
     if finished["state"] != "success":
         raise SystemExit(f"{dag_id} run {run['dag_run_id']} {finished['state']}: open the run in the Airflow UI")
     return finished
+
+
+def demo_run_id(dag_id: str) -> str:
+    return f"demo__{dag_id}__{time.strftime('%Y%m%dT%H%M%S')}"
+
+
+def retrain(client: AirflowClient, conf: dict[str, Any]) -> None:
+    """One tap_weekly_retrain run with the demo's params. The DAG is unpaused for this run only, and the run takes
+    the schedule slot due now: unpausing would otherwise start the weekly run with the production defaults (all
+    trip types, no key prefix), which fails on the demo platform and raises alerts."""
+    was_paused = client.wait_for_dag(RETRAIN_DAG)["is_paused"]
+    run = client.trigger_in_due_slot(RETRAIN_DAG, conf, run_id=demo_run_id(RETRAIN_DAG))
+    client.set_paused(RETRAIN_DAG, False)
+    try:
+        run_dag(client, RETRAIN_DAG, conf, run)
+    finally:
+        if was_paused:
+            client.set_paused(RETRAIN_DAG, True)
 
 
 def promoted(prefix: str, trip_type: str) -> str | None:
@@ -109,10 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     generated = generate(args.data_dir)
     client = airflow_client()
-    paused = {}
-    for dag_id in DEMO_DAGS:
-        paused[dag_id] = client.wait_for_dag(dag_id)["is_paused"]
-        client.set_paused(dag_id, False)
+    backfill_paused = client.wait_for_dag("tap_backfill")["is_paused"]  # unscheduled: unpausing starts nothing
+    client.set_paused("tap_backfill", False)
     try:
         # The mirror's address is the one the platform's Airflow is allowed to download from (TAP_MIRROR_URL).
         mirror_port = int(os.environ["TAP_MIRROR_URL"].rsplit(":", 1)[1])
@@ -126,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
                 {"trip_types": list(HISTORY), "first_month": first, "last_month": last, "score": False} | sandbox,
             )
             if args.retrain or not all(promoted(args.prefix, t) for t in TARGETS):
-                retrain = {"trip_types": list(TARGETS), "train_window_months": 2, "namespace": "taxi"}
-                run_dag(client, "tap_weekly_retrain", retrain | {"storage_prefix": args.prefix})
+                retrain_conf = {"trip_types": list(TARGETS), "train_window_months": 2, "namespace": "taxi"}
+                retrain(client, retrain_conf | {"storage_prefix": args.prefix})
             else:
                 say("models already promoted: retraining skipped (--retrain to retrain)")
             for trip_type, month in TARGETS.items():
@@ -137,9 +155,8 @@ def main(argv: list[str] | None = None) -> int:
                     {"trip_types": [trip_type], "first_month": month, "last_month": month} | sandbox,
                 )
     finally:
-        for dag_id, was_paused in paused.items():
-            if was_paused:  # leave the platform's schedules as they were
-                client.set_paused(dag_id, True)
+        if backfill_paused:  # leave the platform's DAGs as they were
+            client.set_paused("tap_backfill", True)
 
     print(flush=True)
     for trip_type, month in TARGETS.items():
