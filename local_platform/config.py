@@ -35,6 +35,7 @@ class PlatformConfig:
     airflow_trigger_log_port: int = 8794
     kafka_port: int = 9092  # clients (SASL/SCRAM)
     kafka_controller_port: int = 9093  # the KRaft controller quorum (SASL/PLAIN, the broker itself only)
+    postgres_port: int = 5432  # Airflow's metadata database
     # The local TLC mirror of `make demo`, the DAG tests and `make mirror` (not started by `make up`, hence not
     # in listening_ports): the one non-CDN source the platform's Airflow may download from (TAP_MIRROR_URL).
     mirror_port: int = 8765
@@ -47,6 +48,8 @@ class PlatformConfig:
 
     # JDK for Trino (479+ need Java 25; the Maven Central mirror serves 476, which needs >= 24).
     trino_java_home: Path = Path("/usr/lib/jvm/temurin-25-jdk-amd64")
+    # PostgreSQL from Debian bookworm's `postgresql` package (installed by `make setup`).
+    postgres_home: Path = Path("/usr/lib/postgresql/15")
     # JDK for Spark and the Hive Metastore (Spark 4.1 supports 17 and 21).
     java_home: Path = Path("/usr/lib/jvm/java-17-openjdk-amd64")
 
@@ -137,6 +140,7 @@ class PlatformConfig:
         return (
             self.minio_port,
             self.minio_console_port,
+            self.postgres_port,
             self.metastore_port,
             self.kafka_port,
             self.kafka_controller_port,

@@ -29,6 +29,8 @@ class Credentials:
     airflow_viewer_user: str
     airflow_viewer_password: str
     airflow_fernet_key: str
+    airflow_db_password: str  # role `airflow` of the platform's PostgreSQL (Airflow's metadata database)
+    postgres_superuser_password: str
     airflow_api_secret_key: str
     airflow_jwt_secret: str
     superset_admin_user: str
@@ -57,6 +59,8 @@ class Credentials:
             airflow_viewer_user="tap-viewer",
             airflow_viewer_password=_password(),
             airflow_fernet_key=base64.urlsafe_b64encode(os.urandom(32)).decode(),
+            airflow_db_password=_password(),
+            postgres_superuser_password=_password(),
             airflow_api_secret_key=_password(32),
             airflow_jwt_secret=_password(32),
             superset_admin_user="platform-admin",

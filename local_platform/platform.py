@@ -17,6 +17,7 @@ from local_platform.services.base import Service
 from local_platform.services.kafka import KafkaService
 from local_platform.services.metastore import MetastoreService, build_loopback_shim
 from local_platform.services.minio import MinioService
+from local_platform.services.postgres import PostgresService
 from local_platform.services.stream import StreamService
 from local_platform.services.superset import SupersetService
 from local_platform.services.trino import TrinoService
@@ -44,6 +45,7 @@ class LocalPlatform:
         self.creds = creds or load_or_create(cfg.credentials_file)
         self.services: list[Service] = [
             MinioService(cfg, self.creds),
+            PostgresService(cfg, self.creds),
             MetastoreService(cfg, self.creds),
             KafkaService(cfg, self.creds),
             TrinoService(cfg, self.creds),
@@ -80,7 +82,7 @@ class LocalPlatform:
         # State is for the platform's user only: new files 0600 / dirs 0700 (this process, its CLI calls and
         # every service, see process.PRIVATE_UMASK), and state left readable by an older install is fixed here.
         os.umask(PRIVATE_UMASK)
-        fixed = make_private(self.cfg.state_dir)
+        fixed = make_private(self.cfg.state_dir, keep=PostgresService.passage_dirs(self.cfg))
         if fixed:
             _log(f"up: made {fixed} entries under {self.cfg.state_dir} private to their owner (0700/0600)")
         write_spark_defaults(self.cfg, self.creds)

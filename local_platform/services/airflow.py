@@ -17,6 +17,7 @@ from local_platform.config import LOOPBACK, REPO_ROOT
 from local_platform.connections import airflow_connections
 from local_platform.process import http_ok, wait_until
 from local_platform.services.base import Endpoint, Service
+from local_platform.services.postgres import PostgresService
 from local_platform.spark import spark_env
 
 FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
@@ -52,7 +53,7 @@ class AirflowService(Service):
             "AIRFLOW__FAB__AUTH_RATE_LIMITED": "True",
             "AIRFLOW__FAB__AUTH_RATE_LIMIT": "5 per 40 second",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.cfg.airflow_url}/execution/",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": PostgresService(self.cfg, self.creds).airflow_url(),
             "AIRFLOW__API__HOST": LOOPBACK,
             "AIRFLOW__API__PORT": str(self.cfg.airflow_port),
             "AIRFLOW__API__BASE_URL": self.cfg.airflow_url,
@@ -95,7 +96,7 @@ class AirflowService(Service):
         """Create or update the users when they (or their passwords) changed; passwords go through stdin."""
         users = json.dumps(self.users())
         marker = self.home / ".fab-users"
-        fingerprint = hashlib.sha256(users.encode()).hexdigest()
+        fingerprint = hashlib.sha256(f"{users}|{self.cfg.postgres_port}".encode()).hexdigest()
         if marker.exists() and marker.read_text() == fingerprint:
             return
         result = subprocess.run(
@@ -121,14 +122,16 @@ class AirflowService(Service):
         )
 
     def migrate(self) -> None:
-        """`airflow db migrate` once per auth manager (FAB's user tables came after the first migrations)."""
+        """`airflow db migrate` once per metadata database and auth manager (an install that ran on SQLite gets a
+        new, empty PostgreSQL database: its run history stays in the old airflow.db)."""
         marker = self.home / ".db-migrated"
-        if marker.exists() and marker.read_text() == FAB_AUTH_MANAGER:
+        done = f"{FAB_AUTH_MANAGER} on postgres:{self.cfg.postgres_port}"
+        if marker.exists() and marker.read_text() == done:
             return
         result = self.airflow("db", "migrate", check=False)
         if result.returncode != 0:
             raise RuntimeError(f"airflow db migrate failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}")
-        marker.write_text(FAB_AUTH_MANAGER)
+        marker.write_text(done)
 
     def start(self) -> None:
         self.migrate()

@@ -76,15 +76,25 @@ def test_make_private_fixes_an_old_tree(open_dir):
 
 @pytest.mark.platform
 def test_the_running_platforms_state_is_private(platform):
+    """Nothing is open to others; the only group access is PostgreSQL's passage (0710 root:postgres) to its data
+    directory, for the OS user it must run as."""
+    import grp
+
+    from local_platform.services.postgres import PostgresService
+
     state = platform.cfg.state_dir
+    passage = set(PostgresService.passage_dirs(platform.cfg))
+    postgres_gid = grp.getgrnam("postgres").gr_gid
+    for path in passage:
+        assert (stat.S_IMODE(path.stat().st_mode), path.stat().st_gid) == (0o710, postgres_gid), path
     readable = [
         str(path)
         for path in [state, *state.rglob("*")]
-        if not path.is_symlink() and path.exists() and path.stat().st_mode & 0o077
+        if not path.is_symlink() and path.exists() and path not in passage and path.stat().st_mode & 0o077
     ]
     assert not readable, f"readable by group/others: {readable[:20]}"
     samples = [
-        state / "airflow" / "airflow.db",
+        state / "data" / "postgres" / "global" / "pg_control",
         state / "data" / "superset" / "superset.db",
         next((state / "data" / "minio").rglob("xl.meta")),
         platform.cfg.log_dir / "airflow-api-server.log",
