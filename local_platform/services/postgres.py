@@ -1,7 +1,7 @@
 """PostgreSQL (Debian's package) as Airflow's metadata database, on 127.0.0.1 with generated passwords.
 
 Why: under concurrent REST triggers Airflow's SQLite database answered HTTP 500 ("database is locked") and
-blocked the API server for up to 109 s (tests/dags/test_airflow_roles.py, bench figures in docs/orchestration.md).
+blocked the API server for up to 109 s (tests/dags/test_airflow_roles.py; figures in docs/orchestration.md).
 PostgreSQL refuses to run as root, so the server runs as the OS user `postgres`; its data directory
 (.platform/data/postgres, 0700) belongs to that user, and the two directories above it are 0710 root:postgres so
 that it alone (besides root) may pass through them. No Unix socket; TCP on loopback with SCRAM passwords only.
