@@ -103,7 +103,8 @@ class AirflowClient:
     def runs(self, dag_id: str, run_type: str | None = None) -> list[dict[str, Any]]:
         """The DAG's runs (newest first, at most 100), optionally of one run type (manual, scheduled, ...)."""
         query = "?limit=100&order_by=-run_after" + (f"&run_type={_quote(run_type)}" if run_type else "")
-        return self._send("GET", f"/api/v2/dags/{_quote(dag_id)}/dagRuns{query}")["dag_runs"]
+        found: list[dict[str, Any]] = self._send("GET", f"/api/v2/dags/{_quote(dag_id)}/dagRuns{query}")["dag_runs"]
+        return found
 
     def set_run_state(self, dag_id: str, run_id: str, state: str) -> None:
         """Mark a run success, failed or queued (unfinished task instances follow)."""
