@@ -168,8 +168,11 @@ def test_make_demos_retraining_run_takes_the_due_slot_so_no_weekly_run_starts_wi
     import time
 
     admin, operator = clients["admin"], clients["operator"]
-    admin.wait_for_dag(RETRAIN)
-    assert admin.dag(RETRAIN)["is_paused"] and _slot_due(admin), "a fresh platform: paused, last Monday's slot due"
+    dag = admin.wait_for_dag(RETRAIN)
+    assert dag["is_paused"] and _slot_due(admin), "a fresh platform: paused, last Monday's slot due"
+    holder = [r["dag_run_id"] for r in admin.runs(RETRAIN) if r["logical_date"] == dag["next_dagrun_logical_date"]]
+    if holder:  # e.g. `make demo` ran on this platform this week: unpausing starts nothing until next Monday
+        pytest.skip(f"{RETRAIN}'s due slot {dag['next_dagrun_logical_date']} is held by run {holder[0]}")
 
     before = set(_new_scheduled_runs(admin, set()))
     _unpaused_until(admin, lambda: _new_scheduled_runs(admin, before))
