@@ -10,9 +10,11 @@ help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 setup:  ## install everything (venvs, JVM artifacts, MinIO/mc, credentials); idempotent, seconds when warm
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v openssl >/dev/null || \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	    chromium chromium-driver openssl; }
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v openssl >/dev/null && \
+	  test -x /usr/lib/postgresql/15/bin/initdb || \
+	  { mkdir -p /etc/postgresql-common && echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.conf; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    chromium chromium-driver openssl postgresql-15; }
 	$(PLATFORM) setup
 
 up: setup  ## start every service on 127.0.0.1 and wait until healthy
@@ -48,7 +50,7 @@ lock:  ## re-resolve requirements.lock files from requirements.txt files
 	uv pip compile requirements.txt --python 3.11 -o requirements.lock
 	uv pip compile include/superset/requirements.txt --python 3.11 -o include/superset/requirements.lock
 
-MIRROR_PORT ?= 8765
+MIRROR_PORT ?= $(shell $(PY_SYS) -c "from local_platform.config import load_config; print(load_config().mirror_port)")
 mirror:  ## serve ../shared/data as the TLC CDN on 127.0.0.1:$(MIRROR_PORT) (fault injection under /_mirror/)
 	PYTHONPATH=plugins $(VENV_PY) -m taxi_anomaly.ingest.mirror --port $(MIRROR_PORT) --data-dir ../shared/data
 

@@ -9,6 +9,7 @@ from airflow.sdk import dag, task_group
 
 from taxi_anomaly.orchestration import tasks
 from taxi_anomaly.orchestration.backends import TEMPLATE_SEARCHPATH
+from taxi_anomaly.orchestration.outcome import require_a_published_month
 from taxi_anomaly.orchestration.params import backfill_params
 from taxi_anomaly.orchestration.policies import default_args
 
@@ -29,7 +30,8 @@ For every trip type × month of **first_month..last_month** (one mapped task gro
 `green 2024-01`): download → integrity check → Great Expectations validation → model version → Spark anomaly
 job → Iceberg tables verified in the Hive Metastore → Trino sanity query → run record; then one Superset refresh.
 
-* A month the TLC has not published is **skipped**, not failed. A rejected file fails `integrity_check` or
+* A month the TLC has not published is **skipped**, not failed; a run in which **no** month was published fails
+  (`require_a_published_month`). A rejected file fails `integrity_check` or
   `gx_validation` with the reason (quarantine report in `tap-raw/quarantine/...`).
 * **Idempotent**: an unchanged file is not downloaded again (`force_download` to insist); the job replaces the
   month's partitions, so a rerun gives the same rows.
@@ -52,7 +54,8 @@ def tap_backfill() -> None:
         return tasks.record_scored(tasks.trino_sanity(tasks.verify_tables(scored)))
 
     tasks.zone_lookup() >> plan  # the borough granularity joins the zone lookup
-    tasks.refresh_dashboards(month.expand(target=plan))
+    refreshed = tasks.refresh_dashboards(month.expand(target=plan))
+    refreshed >> require_a_published_month()  # every month "not published" is not a success (runs ALL_DONE)
 
 
 tap_backfill()

@@ -39,6 +39,9 @@ def _env(platform: LocalPlatform, service: str) -> int:
 
     if service == "airflow":
         env = platform.service("airflow").env()  # type: ignore[attr-defined]
+        # The login clients of the REST API use (make demo): the operator, who may trigger and pause DAGs.
+        env["TAP_AIRFLOW_API_USER"] = platform.creds.airflow_operator_user
+        env["TAP_AIRFLOW_API_PASSWORD"] = platform.creds.airflow_operator_password
     elif service == "spark":
         env = spark_env(platform.cfg)
     elif service == "jupyter":

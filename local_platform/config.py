@@ -52,6 +52,11 @@ class PlatformConfig:
     # (the fallback: include/trino/access-control.json plus the table-procedure guard). One setting, both tested.
     trino_access_control: str = "opa"
 
+    postgres_port: int = 5432  # Airflow's metadata database
+    # The local TLC mirror of `make demo`, the DAG tests and `make mirror` (not started by `make up`, hence not
+    # in listening_ports): the one non-CDN source the platform's Airflow may download from (TAP_MIRROR_URL).
+    mirror_port: int = 8765
+
     # Paths. state_dir holds everything a running platform writes (data, logs, PIDs, credentials).
     state_dir: Path = REPO_ROOT / ".platform"
     cache_dir: Path = field(default_factory=_default_cache_dir)
@@ -60,6 +65,8 @@ class PlatformConfig:
 
     # JDK for Trino (479+ need Java 25; the Maven Central mirror serves 476, which needs >= 24).
     trino_java_home: Path = Path("/usr/lib/jvm/temurin-25-jdk-amd64")
+    # PostgreSQL from Debian bookworm's `postgresql` package (installed by `make setup`).
+    postgres_home: Path = Path("/usr/lib/postgresql/15")
     # JDK for Spark and the Hive Metastore (Spark 4.1 supports 17 and 21).
     java_home: Path = Path("/usr/lib/jvm/java-17-openjdk-amd64")
 
@@ -169,6 +176,7 @@ class PlatformConfig:
         return (
             self.minio_port,
             self.minio_console_port,
+            self.postgres_port,
             self.metastore_port,
             self.kafka_port,
             self.kafka_controller_port,
@@ -222,6 +230,10 @@ class PlatformConfig:
     @property
     def kafka_bootstrap(self) -> str:
         return f"{LOOPBACK}:{self.kafka_port}"
+
+    @property
+    def mirror_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.mirror_port}"
 
     @property
     def airflow_url(self) -> str:

@@ -22,7 +22,15 @@ class Credentials:
     minio_root_password: str
     airflow_admin_user: str
     airflow_admin_password: str
+    # Airflow's FAB roles beside Admin: an operator (role User: triggers, pauses, clears DAG runs) and a
+    # viewer (role Viewer: reads DAGs and runs only).
+    airflow_operator_user: str
+    airflow_operator_password: str
+    airflow_viewer_user: str
+    airflow_viewer_password: str
     airflow_fernet_key: str
+    airflow_db_password: str  # role `airflow` of the platform's PostgreSQL (Airflow's metadata database)
+    postgres_superuser_password: str
     airflow_api_secret_key: str
     airflow_jwt_secret: str
     superset_admin_user: str
@@ -54,7 +62,13 @@ class Credentials:
             minio_root_password=_password(),
             airflow_admin_user="platform-admin",
             airflow_admin_password=_password(),
+            airflow_operator_user="tap-operator",
+            airflow_operator_password=_password(),
+            airflow_viewer_user="tap-viewer",
+            airflow_viewer_password=_password(),
             airflow_fernet_key=base64.urlsafe_b64encode(os.urandom(32)).decode(),
+            airflow_db_password=_password(),
+            postgres_superuser_password=_password(),
             airflow_api_secret_key=_password(32),
             airflow_jwt_secret=_password(32),
             superset_admin_user="platform-admin",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from local_platform import artifacts
 from local_platform.config import REPO_ROOT, PlatformConfig
 from local_platform.credentials import Credentials, load_or_create
+from local_platform.process import PRIVATE_UMASK, make_private
 from local_platform.services.airflow import AirflowService
 from local_platform.services.base import Service
 from local_platform.services.exploration import JupyterService, SparkConnectService
@@ -18,6 +20,7 @@ from local_platform.services.kafka import KafkaService
 from local_platform.services.metastore import MetastoreService, build_loopback_shim
 from local_platform.services.minio import MinioService
 from local_platform.services.opa import OpaService
+from local_platform.services.postgres import PostgresService
 from local_platform.services.stream import StreamService
 from local_platform.services.superset import SupersetService
 from local_platform.services.trino import TrinoService
@@ -52,6 +55,7 @@ class LocalPlatform:
         self.services: list[Service] = [
             MinioService(cfg, self.creds),
             *([hdfs] if raw_in_hdfs else []),
+            PostgresService(cfg, self.creds),
             MetastoreService(cfg, self.creds),
             KafkaService(cfg, self.creds),
             *([OpaService(cfg, self.creds)] if cfg.uses_opa else []),
@@ -105,6 +109,12 @@ class LocalPlatform:
     # lifecycle -----------------------------------------------------------------------------------------------
     def up(self, services: list[Service] | None = None) -> None:
         """Start `services` (default: the core, then the exploration services) in order, each until healthy."""
+        # State is for the platform's user only: new files 0600 / dirs 0700 (this process, its CLI calls and
+        # every service, see process.PRIVATE_UMASK), and state left readable by an older install is fixed here.
+        os.umask(PRIVATE_UMASK)
+        fixed = make_private(self.cfg.state_dir, keep=PostgresService.passage_dirs(self.cfg))
+        if fixed:
+            _log(f"up: made {fixed} entries under {self.cfg.state_dir} private to their owner (0700/0600)")
         write_spark_defaults(self.cfg, self.creds)
         for service in services if services is not None else [*self.services, *self.exploration_services]:
             started = time.monotonic()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import time
 import urllib.error
@@ -12,6 +13,30 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+# Every process of the platform creates files for its owner only (data, databases, logs): 0600 files, 0700 dirs.
+PRIVATE_UMASK = 0o077
+
+
+def make_private(root: Path, keep: tuple[Path, ...] = ()) -> int:
+    """Strip group and other permissions from everything under root (state written before the umask was set),
+    except the directories in `keep` (whose modes a service sets itself); returns how many entries changed. Owner
+    bits are kept (an executable stays executable for its owner)."""
+    changed, kept = 0, {str(path) for path in keep}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [*dirnames, *filenames, ""]:
+            path = os.path.join(dirpath, name) if name else dirpath
+            if path in kept:
+                continue
+            try:
+                mode = os.lstat(path).st_mode
+            except FileNotFoundError:  # a running service removed it meanwhile
+                continue
+            if stat.S_ISLNK(mode) or not mode & 0o077:
+                continue
+            os.chmod(path, stat.S_IMODE(mode) & 0o700)
+            changed += 1
+    return changed
 
 
 def _start_time(pid: int) -> str | None:
@@ -50,11 +75,14 @@ class TrackedProcess:
     def is_running(self) -> bool:
         return self.pid is not None
 
-    def start(self, argv: Sequence[str], env: dict[str, str], log_file: Path, cwd: Path | None = None) -> int:
-        """Start argv in its own session (so it and its children form one process group), logging to log_file."""
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        self.pidfile.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_file, "ab") as log:
+    def start(
+        self, argv: Sequence[str], env: dict[str, str], log_file: Path, cwd: Path | None = None, user: str | None = None
+    ) -> int:
+        """Start argv in its own session (so it and its children form one process group), logging to log_file;
+        as another OS user (and that user's group) if `user` is given."""
+        log_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.pidfile.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with os.fdopen(os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
             log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {' '.join(argv)}\n".encode())
             log.flush()
             proc = subprocess.Popen(
@@ -65,6 +93,10 @@ class TrackedProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                umask=PRIVATE_UMASK,
+                user=user,
+                group=_primary_group(user) if user else None,
+                extra_groups=[] if user else None,
             )
         started = _start_time(proc.pid) or ""
         self.pidfile.write_text(json.dumps({"pid": proc.pid, "start_time": started, "argv": list(argv)}))
@@ -89,6 +121,12 @@ class TrackedProcess:
         _reap(pid)
         self.pidfile.unlink(missing_ok=True)
         return True
+
+
+def _primary_group(user: str) -> int:
+    import pwd
+
+    return pwd.getpwnam(user).pw_gid
 
 
 def _signal_group(pgid: int, sig: int) -> None:

@@ -12,7 +12,7 @@ from local_platform.services.base import Endpoint, Service
 from local_platform.services.trino import ca_file_path
 
 SUPERSET_INCLUDE = REPO_ROOT / "include" / "superset"
-TRINO_DATABASE_NAME = "trino"
+DATABASE_ASSET = SUPERSET_INCLUDE / "assets" / "databases" / "trino.yaml"
 
 
 class SupersetService(Service):
@@ -80,16 +80,27 @@ class SupersetService(Service):
         marker.touch()
 
     def register_trino_database(self) -> None:
-        """Create or update the database `trino` whenever its URI (user, password, port) changed.
+        """Create or update the database `trino` (name, uuid, extra of its asset file) whenever its URI changed.
 
-        The dashboards' assets import (taxi_anomaly.serving) later takes this database over by its name and
-        sets it from include/superset/assets/databases/trino.yaml.
+        The password reaches Superset only here, on stdin of include/superset/register_database.py; the assets
+        import (taxi_anomaly.serving) finds the database by uuid and keeps it, so no request carries it (Superset
+        logs request form fields in its action log).
         """
         marker = self.data_dir() / ".trino-database"
-        fingerprint = hashlib.sha256(self.trino_uri().encode()).hexdigest()
+        fingerprint = hashlib.sha256(f"{self.trino_uri()}|{DATABASE_ASSET.read_text()}".encode()).hexdigest()
         if marker.exists() and marker.read_text() == fingerprint:
             return
-        self.superset("set-database-uri", "--database_name", TRINO_DATABASE_NAME, "--uri", self.trino_uri())
+        result = subprocess.run(
+            [str(self.cfg.superset_venv_dir / "bin" / "python"), str(SUPERSET_INCLUDE / "register_database.py")]
+            + [str(DATABASE_ASSET)],
+            input=self.trino_uri(),
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            cwd=self.data_dir(),
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"registering Superset's Trino database failed:\n{result.stderr[-4000:]}")
         marker.write_text(fingerprint)
 
     def start(self) -> None:

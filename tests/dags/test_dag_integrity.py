@@ -165,8 +165,10 @@ def test_the_pipeline_runs_its_steps_in_order(dagbag):
         "month.trino_sanity_query",
         "month.record_scored_month",
         "refresh_superset_dashboards",
+        "require_a_published_month",
     ]
-    assert chain(dagbag.dags["tap_score_landed"], "plan_months")[1:] == chain(backfill, "month.resolve_model")
+    assert backfill.get_task("require_a_published_month").trigger_rule == "all_done"
+    assert chain(dagbag.dags["tap_score_landed"], "plan_months")[1:] == chain(backfill, "month.resolve_model")[:-1]
     assert chain(dagbag.dags["tap_daily_ingest"], "zone_lookup")[:-1] == chain(backfill, "zone_lookup")[:5]
     retrain = dagbag.dags["tap_weekly_retrain"]
     downstream = {t.task_id: t.downstream_task_ids for t in retrain.tasks}

@@ -351,3 +351,16 @@ def test_alert_reads_the_task_context():
     alert = alert_from_context({"ti": ti, "run_id": "manual__x", "exception": TimeoutError("CDN stalled")})
     assert alert.title == "[taxi-anomaly] FAILED tap_backfill.month.download [fhvhv 2025-04] (try 4)"
     assert alert.error == "TimeoutError: CDN stalled" and alert.map_index == 2
+
+
+def test_a_run_without_a_published_month_is_refused_with_its_range_and_source():
+    from taxi_anomaly.orchestration.outcome import nothing_published_message
+
+    params = {"trip_types": ["green"], "first_month": "2030-01", "last_month": "2030-02", "tlc_base_url": None}
+    message = nothing_published_message(params, {"skipped": 2})
+    assert message == (
+        "no month of green 2030-01..2030-02 was published at the TLC's CDN (2 skipped): nothing landed. "
+        "Check the range, the trip types and the source."
+    )
+    assert nothing_published_message(params, {"skipped": 5, "success": 1}) is None
+    assert "no download task ran" in nothing_published_message(params, {})

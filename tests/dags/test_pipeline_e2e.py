@@ -65,7 +65,7 @@ def sandbox(platform, trino_admin, tmp_path_factory) -> Iterator[dict[str, Any]]
             platform.creds.minio_root_password,
         )
     )
-    with Mirror([shared_data_dir(), generated]) as mirror:
+    with Mirror([shared_data_dir(), generated], port=platform.cfg.mirror_port) as mirror:  # Airflow's allowed source
         yield {
             "namespace": name,
             "storage_prefix": f"{name}/",
@@ -211,6 +211,17 @@ def test_history_lands_and_unpublished_months_are_skipped(history, sandbox):
     store, prefix = sandbox["store"], sandbox["storage_prefix"]
     assert store.exists("tap-raw", f"{prefix}tlc/fhvhv/year=2025/month=02/_manifest.json")
     assert store.exists("tap-raw", f"{prefix}tlc/misc/taxi_zone_lookup.csv")
+
+
+def test_a_backfill_in_which_no_month_is_published_fails_naming_the_range(sandbox, airflow_env, tmp_path):
+    """Every month "not published" (404 on the mirror) used to end as a success with nothing landed."""
+    summary = run_dag(airflow_env, "tap_backfill", backfill_conf(sandbox, ["fhvhv"], "2023-01", "2023-02"), tmp_path)
+    assert summary["state"] == "failed", summary["log"]
+    downloads = tasks_named(summary, "month.download")
+    assert [ti["state"] for ti in downloads.values()] == ["skipped", "skipped"]
+    assert summary["tasks"]["require_a_published_month"]["state"] == "failed"
+    log = Path(summary["log"]).read_text()
+    assert "no month of fhvhv 2023-01..2023-02 was published at http://127.0.0.1:" in log
 
 
 def test_retraining_promotes_a_first_model_per_trip_type(retrained, sandbox):

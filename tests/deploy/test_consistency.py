@@ -15,6 +15,7 @@ import yaml
 from local_platform import artifacts
 from local_platform import connections as local_connections
 from local_platform.config import PlatformConfig
+from taxi_anomaly.serving.assets import Assets
 from tests.deploy.deployment import (
     CHARTS,
     REPO,
@@ -187,9 +188,12 @@ def test_superset_points_at_postgresql_and_registers_trino():
     imported = yaml.safe_load(superset["extraConfigs"]["import_datasources.yaml"])["databases"]
     trino_host, trino_port = service_address("trino")
     expected_uri = (
-        f"trino://{naming()['users']['trino_admin']}@{trino_host}:{trino_port}/{naming()['iceberg']['catalog']}"
+        f"trino://{naming()['users']['trino_analyst']}@{trino_host}:{trino_port}/{naming()['iceberg']['catalog']}"
     )
     assert [(d["database_name"], d["sqlalchemy_uri"]) for d in imported] == [("trino", expected_uri)]
+    # The asset's uuid: the assets import finds the database by it and keeps its password (none is sent).
+    (asset,) = Assets.load().of_kind("databases").values()
+    assert [str(d["uuid"]) for d in imported] == [str(asset["uuid"])]
 
 
 def test_superset_runs_the_local_superset_and_trino_driver_versions():

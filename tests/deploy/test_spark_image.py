@@ -132,7 +132,7 @@ def test_the_job_records_only_installed_libraries():
 
 def test_base_image_is_the_projects_python():
     froms = [rest for keyword, rest in dockerfile_instructions(SPARK_DOCKERFILE) if keyword == "FROM"]
-    assert froms[-1] == "python:3.11-slim-bookworm"
+    assert froms[-1] == "python:3.11.16-slim-bookworm"
     requires = re.search(r'requires-python = "([^"]+)"', (REPO / "pyproject.toml").read_text()).group(1)
     assert ">=3.11" in requires and "<3.12" in requires
 

@@ -90,6 +90,7 @@ def settings(
         raw_store=raw_store,
         hdfs=hdfs_settings(platform.cfg) if raw_store == "hdfs" else None,
         base_url=mirror.url,
+        allowed_sources=(mirror.url,),
         raw_bucket=platform.cfg.raw_bucket,
         key_prefix=prefix,
         metadata_dir=tlc_data / "metadata",

@@ -22,6 +22,7 @@ def settings(mirror: Mirror) -> IngestSettings:
     return IngestSettings(
         S3Settings("http://127.0.0.1:9"),
         base_url=mirror.url,
+        allowed_sources=(mirror.url,),
         metadata_dir=None,
         backoff_initial_s=0.01,
         backoff_max_s=0.1,
@@ -124,3 +125,61 @@ def test_other_client_errors_are_final(mirror: Mirror, settings: IngestSettings,
 def test_probe_reports_size_and_etag(mirror: Mirror, settings: IngestSettings):
     remote = probe(mirror.url + GREEN, settings)
     assert remote.content_length == 1_362_284 and remote.etag and remote.last_modified
+
+
+def test_a_compressing_server_gets_the_real_file_stored(mirror: Mirror, settings: IngestSettings, tmp_path: Path):
+    """A CDN that gzips whatever the client asked for: the stored file is the real parquet, not the gzip stream."""
+    mirror.add_fault(GREEN, Fault("gzip"))
+    result = download(mirror.url + GREEN, tmp_path / "f.parquet", settings)
+    assert result.sha256.startswith(GREEN_SHA256)
+    assert (tmp_path / "f.parquet").read_bytes()[:4] == b"PAR1"
+
+
+def test_a_trickling_source_is_abandoned_below_the_minimum_throughput(
+    mirror: Mirror, settings: IngestSettings, tmp_path: Path
+):
+    """One byte every 0.2 s never trips the 1.5 s read timeout; the throughput floor ends each attempt instead."""
+    mirror.add_fault(GREEN, Fault("trickle", times=None, after_bytes=1000, seconds=0.2))
+    slow = settings.with_(min_throughput_bytes_s=1000, throughput_window_s=1.0, max_attempts=2)
+    with pytest.raises(DownloadError, match=r"green_tripdata_2024-01\.parquet.*below the minimum 1000 B/s"):
+        download(mirror.url + GREEN, tmp_path / "f.parquet", slow)
+    assert gets(mirror) == [200, 200]
+    assert not (tmp_path / "f.parquet").exists()
+
+
+def test_the_overall_deadline_fails_for_good_naming_the_url(mirror: Mirror, settings: IngestSettings, tmp_path: Path):
+    mirror.add_fault(GREEN, Fault("trickle", times=None, after_bytes=1000, seconds=0.2))
+    slow = settings.with_(min_throughput_bytes_s=0, download_deadline_s=1.5)
+    with pytest.raises(
+        DownloadError,
+        match=r"GET http://127\.0\.0\.1:\d+/trip-data/green_tripdata_2024-01\.parquet: "
+        r"not finished after the 2 s deadline",
+    ):
+        download(mirror.url + GREEN, tmp_path / "f.parquet", slow)
+    assert gets(mirror) == [200]  # not retried
+
+
+def test_only_allowed_sources_are_accepted():
+    s3 = S3Settings("http://127.0.0.1:9")
+    for url in (
+        "http://127.0.0.1:8080/api",
+        "http://169.254.169.254/latest",
+        "file:///etc/passwd",
+        "https://user:pw@d37ci6vzurychx.cloudfront.net",
+    ):
+        with pytest.raises(ValueError, match="tlc_base_url|not an http|user name"):
+            IngestSettings(s3, base_url=url, metadata_dir=None, allowed_sources=("http://127.0.0.1:8765",))
+    IngestSettings(s3, metadata_dir=None)  # the TLC's CDN is always allowed
+    mirror = IngestSettings(
+        s3, base_url="http://127.0.0.1:8765/", metadata_dir=None, allowed_sources=("http://127.0.0.1:8765",)
+    )
+    assert mirror.base_url == "http://127.0.0.1:8765/"
+
+
+def test_allowed_sources_come_from_the_environment():
+    from taxi_anomaly.ingest.settings import allowed_sources_from_env
+
+    found = allowed_sources_from_env(
+        {"TAP_MIRROR_URL": "http://127.0.0.1:9165", "TAP_ALLOWED_SOURCES": "https://a.example, "}
+    )
+    assert found == ("https://d37ci6vzurychx.cloudfront.net:443", "http://127.0.0.1:9165", "https://a.example:443")

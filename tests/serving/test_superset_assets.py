@@ -66,7 +66,6 @@ def test_the_database_uri_comes_from_the_connection_and_the_bundle_holds_no_pass
     (database,) = rendered.of_kind("databases").values()
     assert database["sqlalchemy_uri"] == "trino://analyst:XXXXXXXXXX@trino.example:8443/iceberg"
     assert b"s3cret-pa55word" not in rendered.to_zip()
-    assert rendered.passwords(trino) == {"databases/trino.yaml": "s3cret-pa55word"}
 
 
 # Against the running Superset -------------------------------------------------------------------------------------
@@ -178,11 +177,26 @@ def test_warm_up_names_the_chart_whose_query_fails(superset, assets, trino_analy
 
 @pytest.mark.platform
 def test_a_trino_login_superset_cannot_use_fails_the_refresh_clearly(superset, assets, trino_analyst):
-    """A wrong Trino password in the Airflow connection: the refresh fails naming the login; the right one repairs."""
-    wrong = replace(trino_analyst, password="not-the-password")
+    """A Trino user in the Airflow connection that the registered password is not for: the refresh fails naming the
+    login; the right one repairs."""
+    wrong = replace(trino_analyst, user="platform_admin")
     try:
-        with pytest.raises(AssetsImportError, match=r"logs in to Trino at https://127\.0\.0\.1:\d+ as 'analyst'"):
+        named = r"logs in to Trino at https://127\.0\.0\.1:\d+ as 'platform_admin'"
+        with pytest.raises(AssetsImportError, match=named):
             refresh_dashboards(superset, assets, wrong, force_import=True)
     finally:
         repaired = refresh_dashboards(superset, assets, trino_analyst, force_import=True)
     assert sorted(repaired.datasets) == ["taxi.anomaly_scores", "taxi.stream_alerts"]
+
+
+@pytest.mark.platform
+def test_no_password_reaches_supersets_action_log_or_its_database(platform, superset, assets, trino_analyst):
+    """An import (forced) leaves the Trino password neither in GET /api/v1/log/ nor anywhere in superset.db."""
+    refresh_dashboards(superset, assets, trino_analyst, force_import=True)
+    logs = superset.get("/api/v1/log/?q=(order_column:dttm,order_direction:desc,page_size:100)")["result"]
+    assert any("assets" in json.dumps(row) for row in logs), "the import should be in the action log"
+    secret = trino_analyst.password
+    assert secret and not [row for row in logs if secret in json.dumps(row)]
+    assert not [row for row in logs if '"passwords"' in (row.get("json") or "")]
+    metadata_db = platform.cfg.data_dir / "superset" / "superset.db"
+    assert secret.encode() not in metadata_db.read_bytes(), f"{metadata_db} holds the Trino password in clear"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import email.utils
+import gzip
 import json
 import logging
 import signal
@@ -31,7 +32,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 LOOPBACK = "127.0.0.1"
 SERVED_FOLDERS = ("trip-data", "misc")
 SEARCH_SUBFOLDERS = ("", "tlc", "trip-data", "misc")
-FAULT_MODES = ("status", "drop", "wrong_length", "stall")
+FAULT_MODES = ("status", "drop", "wrong_length", "stall", "trickle", "gzip")
 CONTROL_PREFIX = "/_mirror/"
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,10 @@ class Fault:
 
     :param mode: ``status`` (answer `status` with a short body), ``drop`` (send `after_bytes` of the body, then
         close the connection), ``wrong_length`` (declare Content-Length = size + `length_delta`, send the real
-        body, close), ``stall`` (send `after_bytes`, then go silent for `seconds`, then close).
+        body, close), ``stall`` (send `after_bytes`, then go silent for `seconds`, then close), ``trickle`` (send
+        `after_bytes`, then one byte every `seconds` to the end: a slow source that never trips a read timeout),
+        ``gzip`` (the body gzip-compressed with Content-Encoding: gzip, whatever the client asked for, as a
+        misconfigured CDN does).
     :param times: how many requests misbehave before the path is served normally again; None = forever.
     :param status: the status code of mode ``status``.
     :param after_bytes: body bytes sent before a drop or stall; None = half the file.
@@ -163,10 +167,13 @@ class _Handler(BaseHTTPRequestHandler):
         if file is None:
             self.send_json(HTTPStatus.NOT_FOUND, {"error": "not found", "path": path}, head=head)
             return
+        if fault is not None and fault.mode == "gzip":
+            self._send_gzipped(file, head, fault)
+            return
         size = file.stat().st_size
         declared = size + fault.length_delta if fault is not None and fault.mode == "wrong_length" else size
         limit = 0 if head else size
-        if not head and fault is not None and fault.mode in ("drop", "stall"):
+        if not head and fault is not None and fault.mode in ("drop", "stall", "trickle"):
             limit = size // 2 if fault.after_bytes is None else min(fault.after_bytes, size)
         elif not head and fault is not None and fault.mode == "wrong_length":
             limit = min(size, max(declared, 0))
@@ -183,9 +190,32 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         with file.open("rb") as body:
             _copy(body, self.wfile, limit)
+            if not head and fault is not None and fault.mode == "trickle":
+                self._trickle(body, size - limit, fault.seconds)
         if fault is not None and fault.mode == "stall":
             self.wfile.flush()
             self.state.stopping.wait(fault.seconds)
+
+    def _trickle(self, body: BinaryIO, remaining: int, every_s: float) -> None:
+        try:
+            while remaining > 0 and not self.state.stopping.is_set():
+                self.wfile.write(body.read(1))
+                self.wfile.flush()
+                remaining -= 1
+                self.state.stopping.wait(every_s)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up, as it should
+
+    def _send_gzipped(self, file: Path, head: bool, fault: Fault) -> None:
+        compressed = gzip.compress(file.read_bytes(), mtime=0)
+        self._record(HTTPStatus.OK, 0 if head else len(compressed), fault)
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", _content_type(file))
+        self.send_header("Content-Encoding", "gzip")
+        self.send_header("Content-Length", str(len(compressed)))
+        self.end_headers()
+        if not head:
+            self.wfile.write(compressed)
 
     def _send_status_fault(self, fault: Fault, head: bool) -> None:
         self.close_connection = True

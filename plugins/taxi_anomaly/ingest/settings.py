@@ -17,6 +17,31 @@ S3_CONN_ENV = "AIRFLOW_CONN_TAP_S3"
 HDFS_CONN_ENV = "AIRFLOW_CONN_TAP_HDFS"
 RAW_STORES = ("s3", "hdfs")
 
+# Where trip files may come from (a base URL anywhere else is refused: it would let a trigger parameter make the
+# worker fetch internal services). The TLC's CDN always; the local platform's mirror (TAP_MIRROR_URL, set by
+# local_platform for Airflow and the demo); more origins, comma separated, in TAP_ALLOWED_SOURCES.
+MIRROR_URL_ENV = "TAP_MIRROR_URL"
+ALLOWED_SOURCES_ENV = "TAP_ALLOWED_SOURCES"
+
+
+def origin(url: str) -> str:
+    """scheme://host:port of a URL (default ports made explicit), lower case; ValueError if it is not http(s)."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{url!r} is not an http(s) URL")
+    if parts.username or parts.password:
+        raise ValueError(f"{url!r} carries a user name or password; a source URL may not")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.scheme}://{parts.hostname.lower()}:{port}"
+
+
+def allowed_sources_from_env(environ: dict[str, str] | None = None) -> tuple[str, ...]:
+    """The origins trip files may come from: the TLC's CDN, the local mirror and TAP_ALLOWED_SOURCES."""
+    env = os.environ if environ is None else environ
+    extra = [u for u in env.get(ALLOWED_SOURCES_ENV, "").split(",") if u.strip()]
+    mirror = [env[MIRROR_URL_ENV]] if env.get(MIRROR_URL_ENV) else []
+    return tuple(dict.fromkeys(origin(u) for u in [DEFAULT_BASE_URL, *mirror, *extra]))
+
 
 def shared_data_dir() -> Path:
     """The reference data folder: $TAP_SHARED_DATA_DIR, else ../shared/data beside the repository."""
@@ -140,6 +165,13 @@ class IngestSettings:
     :param chunk_bytes: read/hash/write unit of a download.
     :param progress_min_bytes: files at least this large log their download progress.
     :param progress_interval_s: at most one progress line per this many seconds.
+    :param allowed_sources: origins (scheme://host:port) base_url may point at; see allowed_sources_from_env.
+    :param download_deadline_s: a download (all its attempts) that has not finished after this long fails for
+        good, naming the URL (a source that trickles a byte every few seconds never trips read_timeout_s).
+    :param min_throughput_bytes_s: an attempt slower than this, averaged over `throughput_window_s`, is abandoned
+        and retried (the TLC's CDN serves tens of MiB/s; 64 KiB/s moves a 500 MB month in ~2 h, within
+        the deadline only if it is raised).
+    :param throughput_window_s: the averaging window of the throughput check (and its grace at the start).
     :param month_tolerance_hours: pickups this far outside the file's month still count as "inside" for the hard
         month check (late-night trips that straddle midnight of the month's first or last day).
     :param trailing_months: months before this one whose row counts bound the soft row-count check.
@@ -167,6 +199,10 @@ class IngestSettings:
     chunk_bytes: int = 1 << 20
     progress_min_bytes: int = 32 << 20
     progress_interval_s: float = 5.0
+    allowed_sources: tuple[str, ...] = field(default_factory=allowed_sources_from_env)
+    download_deadline_s: float = 1800.0
+    min_throughput_bytes_s: float = 64 * 1024
+    throughput_window_s: float = 60.0
     month_tolerance_hours: float = 24.0
     trailing_months: int = 3
     trailing_row_ratio: tuple[float, float] = (0.5, 1.5)
@@ -178,6 +214,14 @@ class IngestSettings:
             raise ValueError(f"raw_store must be one of {', '.join(RAW_STORES)}, got {self.raw_store!r}")
         if self.raw_store == "hdfs" and self.hdfs is None:
             raise ValueError("raw_store 'hdfs' needs the HDFS settings (the tap_hdfs connection)")
+        allowed = tuple(origin(u) for u in self.allowed_sources)
+        if origin(self.base_url) not in allowed:
+            raise ValueError(
+                f"tlc_base_url {self.base_url!r} is not an allowed source; allowed: {', '.join(allowed)} "
+                f"(more in {ALLOWED_SOURCES_ENV}, comma separated)"
+            )
+        if self.download_deadline_s <= 0 or self.min_throughput_bytes_s < 0 or self.throughput_window_s <= 0:
+            raise ValueError("download_deadline_s and throughput_window_s must be > 0, min_throughput_bytes_s >= 0")
         if not self.source_suffixes or not all(s.startswith(".") for s in self.source_suffixes):
             raise ValueError(f"source_suffixes must be file endings such as '.parquet', got {self.source_suffixes}")
         if self.max_attempts < 1:

@@ -5,7 +5,8 @@
 2. tap_backfill, score off: the history months land (months the mirror does not have are skipped); the labels
    of the generated months are published beside them (raw bucket, labels/), so evaluations use them;
 3. tap_weekly_retrain: a city model per trip type, and a borough model for fhvhv, are trained, evaluated and
-   promoted (skipped once promoted);
+   promoted (skipped once promoted); the first run takes the weekly schedule's due slot, so unpausing the DAG for
+   it starts no run with production defaults;
 4. tap_backfill for green 2024-01, then fhvhv 2025-04 (city, then borough): Spark scores them with the promoted
    models into iceberg.taxi.*, Trino checks the counts, and the Superset dashboards are refreshed (the borough
    panel shows the fhvhv borough windows in the dashboard's default view);
@@ -43,7 +44,7 @@ TARGETS = {"green": "2024-01", "fhvhv": "2025-04"}  # green 2024-01 is the real 
 BOROUGH_TARGETS = ("fhvhv",)
 HISTORY_TRIPS = {"green": 40_000, "fhvhv": 300_000}
 TARGET_TRIPS = 300_000
-DEMO_DAGS = ("tap_backfill", "tap_weekly_retrain")
+RETRAIN_DAG = "tap_weekly_retrain"
 
 
 def say(message: str) -> None:
@@ -67,15 +68,15 @@ def generate(data_dir: Path) -> Path:
 
 
 def airflow_client() -> AirflowClient:
-    """The platform's Airflow, as its admin user (password from the auth manager's generated file)."""
-    passwords = json.loads(Path(os.environ["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]).read_text())
-    user, password = next(iter(passwords.items()))
+    """The platform's Airflow as its operator (role User: may trigger and pause DAGs, not read connections)."""
+    user, password = os.environ["TAP_AIRFLOW_API_USER"], os.environ["TAP_AIRFLOW_API_PASSWORD"]
     return AirflowClient(os.environ.get("AIRFLOW__API__BASE_URL", "http://127.0.0.1:8080"), user, password)
 
 
-def run_dag(client: AirflowClient, dag_id: str, conf: dict[str, Any]) -> dict[str, Any]:
-    """Trigger one run, follow it to the end, and return it (raises SystemExit if it failed)."""
-    run = client.trigger(dag_id, conf, run_id=f"demo__{dag_id}__{time.strftime('%Y%m%dT%H%M%S')}")
+def run_dag(client: AirflowClient, dag_id: str, conf: dict[str, Any], run: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Trigger one run (unless `run` was triggered already), follow it to the end, and return it (raises
+    SystemExit if it failed)."""
+    run = run or client.trigger(dag_id, conf, run_id=demo_run_id(dag_id))
     started = time.monotonic()
     say(f"triggered {dag_id}, run {run['dag_run_id']}")
     say(f"  {client.base_url}/dags/{dag_id}/runs/{run['dag_run_id']}")
@@ -84,6 +85,24 @@ def run_dag(client: AirflowClient, dag_id: str, conf: dict[str, Any]) -> dict[st
     if finished["state"] != "success":
         raise SystemExit(f"{dag_id} run {run['dag_run_id']} {finished['state']}: open the run in the Airflow UI")
     return finished
+
+
+def demo_run_id(dag_id: str) -> str:
+    return f"demo__{dag_id}__{time.strftime('%Y%m%dT%H%M%S')}"
+
+
+def retrain(client: AirflowClient, conf: dict[str, Any]) -> None:
+    """One tap_weekly_retrain run with the demo's params. The DAG is unpaused for this run only, and the run takes
+    the schedule slot due now: unpausing would otherwise start the weekly run with the production defaults (all
+    trip types, no key prefix), which fails on the demo platform and raises alerts."""
+    was_paused = client.wait_for_dag(RETRAIN_DAG)["is_paused"]
+    run = client.trigger_in_due_slot(RETRAIN_DAG, conf, run_id=demo_run_id(RETRAIN_DAG))
+    client.set_paused(RETRAIN_DAG, False)
+    try:
+        run_dag(client, RETRAIN_DAG, conf, run)
+    finally:
+        if was_paused:
+            client.set_paused(RETRAIN_DAG, True)
 
 
 def publish_labels(generated: Path, prefix: str) -> list[str]:
@@ -135,12 +154,12 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     generated = generate(args.data_dir)
     client = airflow_client()
-    paused = {}
-    for dag_id in DEMO_DAGS:
-        paused[dag_id] = client.wait_for_dag(dag_id)["is_paused"]
-        client.set_paused(dag_id, False)
+    backfill_paused = client.wait_for_dag("tap_backfill")["is_paused"]  # unscheduled: unpausing starts nothing
+    client.set_paused("tap_backfill", False)
     try:
-        with Mirror([shared_data_dir(), generated]) as mirror:
+        # The mirror's address is the one the platform's Airflow is allowed to download from (TAP_MIRROR_URL).
+        mirror_port = int(os.environ["TAP_MIRROR_URL"].rsplit(":", 1)[1])
+        with Mirror([shared_data_dir(), generated], port=mirror_port) as mirror:
             say(f"TLC mirror on {mirror.url} (reference data + {generated})")
             sandbox = {"namespace": "taxi", "storage_prefix": args.prefix, "tlc_base_url": mirror.url}
             first, last = HISTORY_RANGE
@@ -150,14 +169,10 @@ def main(argv: list[str] | None = None) -> int:
                 {"trip_types": list(HISTORY), "first_month": first, "last_month": last, "score": False} | sandbox,
             )
             say(f"labels of {len(publish_labels(generated, args.prefix))} generated months published for evaluations")
-            retrain = {"train_window_months": 2, "namespace": "taxi", "storage_prefix": args.prefix}
+            retrain_conf = {"train_window_months": 2, "namespace": "taxi", "storage_prefix": args.prefix}
             for granularity, trip_types in (("city", list(TARGETS)), ("borough", list(BOROUGH_TARGETS))):
                 if args.retrain or not all(promoted(args.prefix, t, granularity) for t in trip_types):
-                    run_dag(
-                        client,
-                        "tap_weekly_retrain",
-                        retrain | {"trip_types": trip_types, "granularity": granularity},
-                    )
+                    retrain(client, retrain_conf | {"trip_types": trip_types, "granularity": granularity})
                 else:
                     say(f"{granularity} models already promoted: retraining skipped (--retrain to retrain)")
             for trip_type, month in TARGETS.items():
@@ -165,9 +180,8 @@ def main(argv: list[str] | None = None) -> int:
                     window = {"first_month": month, "last_month": month, "granularity": granularity}
                     run_dag(client, "tap_backfill", {"trip_types": [trip_type], **window} | sandbox)
     finally:
-        for dag_id, was_paused in paused.items():
-            if was_paused:  # leave the platform's schedules as they were
-                client.set_paused(dag_id, True)
+        if backfill_paused:  # leave the platform's DAGs as they were
+            client.set_paused("tap_backfill", True)
 
     print(flush=True)
     for trip_type, month in TARGETS.items():

@@ -46,16 +46,13 @@ class Assets:
         return {path: config for path, config in self.files.items() if path.startswith(f"{kind}/")}
 
     def with_trino(self, trino: TrinoSettings) -> Assets:
-        """The same assets with each database's URI filled from the Trino connection (password left masked)."""
+        """The same assets with each database's URI filled from the Trino connection (the password stays masked:
+        Superset keeps the one registered for the database, see refresh.import_assets)."""
         values = {"login": trino.user, "host": trino.host, "port": trino.port, "catalog": trino.catalog}
         files = dict(self.files)
         for path, config in self.of_kind("databases").items():
             files[path] = {**config, "sqlalchemy_uri": config["sqlalchemy_uri"].format(**values)}
         return Assets(files)
-
-    def passwords(self, trino: TrinoSettings) -> dict[str, str]:
-        """The import's `passwords` form field: each database file -> the Trino user's password."""
-        return {path: trino.password or "" for path in self.of_kind("databases")}
 
     def to_zip(self) -> bytes:
         """The bundle POST /api/v1/assets/import/ takes (a chart's query_context becomes the JSON text it wants)."""

@@ -87,19 +87,24 @@ def refresh_dashboards(
 
 # Import --------------------------------------------------------------------------------------------------------
 def import_assets(client: SupersetClient, assets: Assets, trino: TrinoSettings) -> None:
-    """POST the bundle to /api/v1/assets/import/ (overwrites every object with the same uuid)."""
+    """POST the bundle to /api/v1/assets/import/ (overwrites every object with the same uuid).
+
+    No password goes with it: Superset logs the import's form fields in its action log, so the database must
+    already be registered with its password (include/superset/register_database.py, run by the platform), and
+    Superset keeps the stored password of the database with the asset's uuid.
+    """
     try:
         client.post(
             "/api/v1/assets/import/",
             files={"bundle": ("taxi_anomaly_assets.zip", assets.to_zip(), "application/zip")},
-            data={"passwords": json.dumps(assets.passwords(trino))},
         )
     except SupersetUnavailable:
         raise
     except SupersetError as exc:
         raise AssetsImportError(
             f"importing the assets into Superset failed: {exc}. While importing its database Superset logs in to "
-            f"Trino at {trino.url} as {trino.user!r}: check that login (Airflow connection) and Superset's log."
+            f"Trino at {trino.url} as {trino.user!r} with the password registered for it "
+            "(include/superset/register_database.py): check that login and Superset's log."
         ) from exc
 
 
