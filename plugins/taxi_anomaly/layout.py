@@ -56,6 +56,7 @@ REPORTS_ROOT = "pipeline"
 CATALOG = "iceberg"
 TRIPS_TABLE = "trips_normalised"
 WINDOWS_TABLE = "window_features"
+WINDOWS_VIEW = "window_features_current"  # what readers query (taxi_anomaly.serving.views)
 SCORES_TABLE = "anomaly_scores"
 EVALUATIONS_TABLE = "model_evaluations"
 TRIALS_TABLE = "tuning_trials"

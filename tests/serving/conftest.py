@@ -54,14 +54,19 @@ def query(settings: TrinoSettings, sql: str) -> list[list]:
 
 @pytest.fixture(scope="session")
 def anomaly_tables(request: pytest.FixtureRequest, trino_admin: TrinoSettings) -> Iterator[None]:
-    """iceberg.taxi.* as the batch job creates them (its DDL, through Spark); what this fixture created it drops."""
+    """iceberg.taxi.* as the batch job creates them (its DDL, through Spark) and the readers' views as the pipeline's
+    Trino step creates them; what this fixture created it drops."""
     from anomaly_detection.tables import SERVED_TABLE_DDL, ensure_tables
+    from taxi_anomaly.serving.views import ensure_reader_views
 
     schemas = {row[0] for row in query(trino_admin, "SHOW SCHEMAS FROM iceberg")}
     before = {row[0] for row in query(trino_admin, "SHOW TABLES FROM iceberg.taxi")} if "taxi" in schemas else set()
     if not set(SERVED_TABLE_DDL) <= before:
         ensure_tables(request.getfixturevalue("spark"), "taxi", SERVED_TABLE_DDL)
+    views = set(ensure_reader_views(trino_admin.connect(), "taxi"))
     yield
+    for view in sorted(views - before):
+        query(trino_admin, f"DROP VIEW IF EXISTS iceberg.taxi.{view}")
     for table in sorted(set(SERVED_TABLE_DDL) - before):
         query(trino_admin, f"DROP TABLE IF EXISTS iceberg.taxi.{table}")
     if "taxi" not in schemas and not query(trino_admin, "SHOW TABLES FROM iceberg.taxi"):

@@ -103,11 +103,11 @@ def test_admin_reads_raw_trips(access, pipeline_run):
 
 
 # Authorisation: the analyst ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("table", ["anomaly_scores", "window_features"])
+@pytest.mark.parametrize("table", ["anomaly_scores", "window_features_current"])
 def test_analyst_reads_the_anomaly_tables(access, pipeline_run, table):
     trino_analyst = access.analyst
     rows = query(trino_analyst, f"SELECT count(*) FROM iceberg.taxi.{table} WHERE run_id = '{pipeline_run.run_id}'")
-    assert rows == [[pipeline_run.written[table]]]
+    assert rows == [[pipeline_run.written[table.removesuffix("_current")]]]  # the view: features of scored runs
 
 
 def test_analyst_reads_the_stream_alerts(access, pipeline_run):
@@ -125,13 +125,15 @@ def test_readers_see_only_the_anomaly_tables(access, pipeline_run, reader):
     # stream_trips and stream_window_scores, when the stream has run, are hidden like trips_normalised
     assert {row[0] for row in query(login, "SHOW TABLES FROM iceberg.taxi")} == {
         "anomaly_scores",
-        "window_features",
+        "window_features_current",
         "stream_alerts",
+        "model_evaluations",
     }
 
 
 DENIED_TO_THE_ANALYST = {
     "read raw trips": "SELECT count(*) FROM iceberg.taxi.trips_normalised",
+    "read features past the view": "SELECT count(*) FROM iceberg.taxi.window_features",
     "delete alerts": "DELETE FROM iceberg.taxi.stream_alerts WHERE month = '2001-02'",
     "insert": "INSERT INTO iceberg.taxi.anomaly_scores (trip_type, granularity, month, key, bucket_start, "
     "model_version, run_id) VALUES ('yellow', 'city', '2001-02', 'NYC', TIMESTAMP '2001-02-05 00:00', 'm', 'r')",
@@ -245,7 +247,7 @@ def test_admin_runs_table_maintenance_and_loosens_it(access, unique_name):
 
 
 # Row filters: the green-trips analyst --------------------------------------------------------------------------------
-@pytest.mark.parametrize("table", ["anomaly_scores", "window_features"])
+@pytest.mark.parametrize("table", ["anomaly_scores", "window_features_current"])
 def test_green_analyst_reads_green_rows_only(access, pipeline_run, table):
     mine = f"SELECT trip_type, count(*) FROM iceberg.taxi.{table} WHERE run_id = '{pipeline_run.run_id}' GROUP BY 1"
     everything = dict(query(access.admin, mine))

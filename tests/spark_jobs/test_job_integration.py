@@ -86,7 +86,7 @@ def job_args(platform, zone: RawZone, namespace: str, *extra: str):
     )
 
 
-def test_train_score_rerun_and_failed_write(platform, spark, raw_zone, unique_name):
+def test_train_score_rerun_and_failed_write(platform, spark, raw_zone, unique_name, monkeypatch):
     namespace = unique_name
     scores = tables.table_name(namespace, tables.SCORES_TABLE)
     windows = tables.table_name(namespace, tables.WINDOWS_TABLE)
@@ -154,8 +154,69 @@ def test_train_score_rerun_and_failed_write(platform, spark, raw_zone, unique_na
         )
         assert spark.table(scores).where("run_id = 'run-3'").count() == 0
         assert spark.table(scores).count() == expected_windows
+
+        # A run killed between its two table commits (features committed, scores not: the state a kill -9 of the
+        # driver at that moment leaves, as Iceberg commits are atomic) is never seen half by readers.
+        trino = reader_views_of(platform, namespace)
+        killed_between_commits(
+            monkeypatch,
+            spark,
+            job_args(platform, raw_zone, namespace, "--mode", "score", "--score-months", TARGET, "--run-id", "run-x"),
+        )
+        assert trino("SELECT DISTINCT run_id FROM {ns}.window_features") == [["run-x"]]  # ahead of the scores
+        assert trino("SELECT DISTINCT run_id FROM {ns}.anomaly_scores") == [["run-2"]]
+        assert trino("SELECT count(*) FROM {ns}.window_features_current") == [[0]]  # no run-x beside run-2
+        main(
+            spark,
+            job_args(platform, raw_zone, namespace, "--mode", "score", "--score-months", TARGET, "--run-id", "run-4"),
+        )  # the retry
+        assert trino("SELECT run_id, count(*) FROM {ns}.window_features_current GROUP BY 1") == [
+            ["run-4", expected_windows]
+        ]
     finally:
         tables.drop_namespace(spark, namespace)
+
+
+class KilledBetweenCommits(Exception):
+    pass
+
+
+def killed_between_commits(monkeypatch, spark, job) -> None:
+    """Run the job, stopping it after the window_features commit, before the anomaly_scores one."""
+    committed = tables.replace_partitions
+
+    def dies_before_the_scores(frame, namespace, table):
+        if table == tables.SCORES_TABLE:
+            raise KilledBetweenCommits(f"stopped before committing {table}")
+        committed(frame, namespace, table)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(tables, "replace_partitions", dies_before_the_scores)
+        with pytest.raises(KilledBetweenCommits):
+            main(spark, job)
+
+
+def reader_views_of(platform, namespace: str):
+    """The readers' views of the namespace, created as the pipeline's Trino step does; a query function (as the
+    admin: the raw tables too) with {ns} standing for the quoted namespace."""
+    from taxi_anomaly.serving.trino_client import TrinoSettings
+    from taxi_anomaly.serving.views import ensure_reader_views
+
+    admin = TrinoSettings(
+        host="127.0.0.1",
+        port=platform.cfg.trino_port,
+        user=platform.creds.trino_admin_user,
+        password=platform.creds.trino_admin_password,
+        verify=str(platform.service("trino").ca_file),
+    )
+    ensure_reader_views(admin.connect(), namespace)
+
+    def query(sql: str) -> list[list]:
+        cursor = admin.connect().cursor()
+        cursor.execute(sql.format(ns=f'"iceberg"."{namespace}"'))
+        return [list(row) for row in cursor.fetchall()]
+
+    return query
 
 
 @pytest.mark.parametrize("raw_zone", RAW_STORES, indirect=True)

@@ -22,7 +22,9 @@ served_catalog := "iceberg"
 
 served_schema := "taxi"
 
-served_tables := {"anomaly_scores", "window_features", "stream_alerts"}
+# window_features is read through window_features_current (never another run's features beside the scores, see
+# plugins/taxi_anomaly/serving/views.py); model_evaluations feeds the dashboard's model-versions chart.
+served_tables := {"anomaly_scores", "window_features_current", "stream_alerts", "model_evaluations"}
 
 # System tables readers need for JDBC/ODBC metadata calls (Superset, BI tools); the query list is not among them.
 reader_system_schemas := {"jdbc", "metadata"}

@@ -73,7 +73,9 @@ def airflow_client() -> AirflowClient:
     return AirflowClient(os.environ.get("AIRFLOW__API__BASE_URL", "http://127.0.0.1:8080"), user, password)
 
 
-def run_dag(client: AirflowClient, dag_id: str, conf: dict[str, Any], run: dict[str, Any] | None = None) -> dict[str, Any]:
+def run_dag(
+    client: AirflowClient, dag_id: str, conf: dict[str, Any], run: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Trigger one run (unless `run` was triggered already), follow it to the end, and return it (raises
     SystemExit if it failed)."""
     run = run or client.trigger(dag_id, conf, run_id=demo_run_id(dag_id))

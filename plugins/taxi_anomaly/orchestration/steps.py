@@ -347,7 +347,11 @@ def trino_counts(namespace: str, trip_type: str, granularity: str, month: str) -
 
 
 def trino_sanity(runtime: Runtime, run: MonthRun) -> MonthRun:
-    """Trino sees exactly the rows Spark wrote (as counted from the Iceberg metadata), and one run's rows."""
+    """Trino sees exactly the rows Spark wrote (as counted from the Iceberg metadata), and one run's rows; the
+    readers' views over the tables exist (taxi_anomaly.serving.views)."""
+    from taxi_anomaly.serving.views import ensure_reader_views
+
+    ensure_reader_views(trino_settings().connect(), runtime.namespace)
     counts = trino_counts(runtime.namespace, run.trip_type, run.granularity, run.month)
     problems = []
     for table, seen in counts.items():
