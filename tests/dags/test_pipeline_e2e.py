@@ -278,7 +278,11 @@ def assert_scored_month(summary, sandbox, trino_admin, trip_type: str, month: st
     assert record["run_id"] == summary["run_id"] and record["windows"] == windows
     refresh = summary["tasks"]["refresh_superset_dashboards"]
     assert refresh["state"] == "success", summary["log"]
-    assert sorted(refresh["value"]["datasets"]) == ["taxi.anomaly_scores", "taxi.stream_alerts"]
+    assert sorted(refresh["value"]["datasets"]) == [
+        "taxi.anomaly_scores",
+        "taxi.model_evaluations",
+        "taxi.stream_alerts",
+    ]
     assert refresh["value"]["charts"] and all(chart["cached"] for chart in refresh["value"]["charts"])
     return trino
 

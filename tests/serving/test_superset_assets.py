@@ -122,7 +122,7 @@ def test_after_a_pipeline_run_every_chart_returns_rows_from_the_warm_cache(
 ):
     report = refresh_dashboards(superset, assets, trino_analyst)
 
-    assert sorted(report.datasets) == ["taxi.anomaly_scores", "taxi.stream_alerts"]
+    assert sorted(report.datasets) == ["taxi.anomaly_scores", "taxi.model_evaluations", "taxi.stream_alerts"]
     assert sorted(c.name for c in report.charts) == sorted(c["slice_name"] for c in assets.of_kind("charts").values())
     empty = [c.name for c in report.charts if c.rows == 0]
     assert empty == [], f"charts without rows after a pipeline run: {empty}"
@@ -186,7 +186,7 @@ def test_a_trino_login_superset_cannot_use_fails_the_refresh_clearly(superset, a
             refresh_dashboards(superset, assets, wrong, force_import=True)
     finally:
         repaired = refresh_dashboards(superset, assets, trino_analyst, force_import=True)
-    assert sorted(repaired.datasets) == ["taxi.anomaly_scores", "taxi.stream_alerts"]
+    assert sorted(repaired.datasets) == ["taxi.anomaly_scores", "taxi.model_evaluations", "taxi.stream_alerts"]
 
 
 @pytest.mark.platform

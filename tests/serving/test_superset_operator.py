@@ -26,7 +26,7 @@ def test_operator_refreshes_the_dashboards_with_credentials_from_airflow_connect
     report = operator.execute(context={})
 
     assert operator.hook.client.username == "platform-admin"  # read from AIRFLOW_CONN_TAP_SUPERSET
-    assert sorted(report["datasets"]) == ["taxi.anomaly_scores", "taxi.stream_alerts"]
+    assert sorted(report["datasets"]) == ["taxi.anomaly_scores", "taxi.model_evaluations", "taxi.stream_alerts"]
     charts = {chart["name"]: chart for chart in report["charts"]}
     assert sorted(charts) == sorted(c["slice_name"] for c in assets.of_kind("charts").values())
     assert all(chart["rows"] > 0 and chart["cached"] for chart in charts.values()), charts
