@@ -39,14 +39,13 @@ def platform_health() -> None:
     for name, conn_id in CHECKS.items():
 
         @task(task_id=f"check_{name}")
-        def check(service: str = name, connection_id: str = conn_id) -> dict[str, Any]:
+        def check(service: str = name, connection_id: str = conn_id) -> Any:  # not dict: no multiple_outputs
             from airflow.sdk import BaseHook
 
             from taxi_anomaly import health
 
             endpoint = health.ServiceEndpoint.from_connection(BaseHook.get_connection(connection_id))
-            result: dict[str, Any] = getattr(health, f"check_{service}")(endpoint)
-            return result
+            return getattr(health, f"check_{service}")(endpoint)
 
         check()
 

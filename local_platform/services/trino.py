@@ -17,7 +17,7 @@ from string import Template
 
 from local_platform import artifacts
 from local_platform.config import LOOPBACK, REPO_ROOT, PlatformConfig
-from local_platform.process import wait_until
+from local_platform.process import make_private, wait_until
 from local_platform.services.base import Endpoint, Service
 from local_platform.services.metastore import metastore_client_env
 from local_platform.services.opa import POLICY_DIR, OpaService
@@ -242,6 +242,7 @@ class TrinoService(Service):
         (etc / "jvm.config").write_text(jvm)
         (etc / "log.properties").write_text("io.trino=INFO\n")
         shutil.copytree(TRINO_INCLUDE / "catalog", etc / "catalog")
+        make_private(etc / "catalog")  # copytree keeps the repository's modes (0644/0755)
         return etc
 
     def env(self) -> dict[str, str]:

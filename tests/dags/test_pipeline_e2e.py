@@ -75,9 +75,11 @@ def sandbox(platform, trino_admin, tmp_path_factory) -> Iterator[dict[str, Any]]
         }
     cursor = trino_admin.connect().cursor()
     for schema in (name, f"{name}_candidate", f"{name}_incumbent"):
-        cursor.execute("SELECT table_name FROM iceberg.information_schema.tables WHERE table_schema = ?", [schema])
-        for (table,) in cursor.fetchall():
-            cursor.execute(f"DROP TABLE iceberg.{schema}.{table}")
+        cursor.execute(
+            "SELECT table_name, table_type FROM iceberg.information_schema.tables WHERE table_schema = ?", [schema]
+        )
+        for table, kind in cursor.fetchall():  # the readers' views (the Trino step makes them) first
+            cursor.execute(f"DROP {'VIEW' if kind == 'VIEW' else 'TABLE'} iceberg.{schema}.{table}")
             cursor.fetchall()
         cursor.execute(f"DROP SCHEMA IF EXISTS iceberg.{schema}")
         cursor.fetchall()

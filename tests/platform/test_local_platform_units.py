@@ -90,8 +90,11 @@ def test_loopback_shim_rewrites_wildcard_binds():
         "print(a.getsockname()[0], b.getsockname()[0], b.getsockname()[1])\n"
         "sys.stdout.flush(); c,_=b.accept(); c.close()\n"
     )
+    # Without a ticket in its environment the shim only rewrites binds (a session that started Spark has one in
+    # os.environ, which would turn the accept gate on in the child and refuse this test's connection).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TAP_METASTORE_TICKET")}
     child = subprocess.Popen(
-        [sys.executable, "-c", code], env={**os.environ, "LD_PRELOAD": str(shim)}, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", code], env={**env, "LD_PRELOAD": str(shim)}, stdout=subprocess.PIPE, text=True
     )
     v4, v6, v6_port = child.stdout.readline().split()
     assert v4 == "127.0.0.1"

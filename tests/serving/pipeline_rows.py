@@ -173,6 +173,7 @@ class PipelineRun:
         )
         for table, sql in written:
             self.written[table] = self._execute(sql)[0][0]
+        self.written["anomaly_scores"] += self.written.pop("anomaly_scores_later")  # every scored row of the run
         return self.written
 
     def add_alert(self) -> str:

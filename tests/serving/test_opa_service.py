@@ -53,7 +53,7 @@ def test_trino_gets_decisions(opa):
     maintenance = _decision("analyst", "ExecuteTableProcedure", "anomaly_scores")
     assert _call(opa, "/v1/data/trino/allow", trino, maintenance)[1]["result"] is False
     filters = _call(
-        opa, "/v1/data/trino/rowFilters", trino, _decision("green_analyst", "GetRowFilters", "window_features")
+        opa, "/v1/data/trino/rowFilters", trino, _decision("green_analyst", "GetRowFilters", "window_features_current")
     )
     assert filters[1]["result"] == [{"expression": "trip_type = 'green'"}]
 
