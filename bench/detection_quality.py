@@ -211,9 +211,8 @@ def main() -> None:
     parser.add_argument("--seeds", default="11,12,13", help="seeds (not those the tuning used)")
     parser.add_argument("--families", default=",".join(spec_names()), help="spec names to run")
     parser.add_argument("--spec-dir", type=Path, default=None, help="read the specs from here (e.g. a candidate)")
-    parser.add_argument(
-        "--settings", default=",".join(s.name for s in SETTINGS), help="of: " + "; ".join(s.name for s in SETTINGS)
-    )
+    names = "; ".join(s.name for s in SETTINGS)
+    parser.add_argument("--settings", default=names, help=f"';'-separated, of: {names}")
     parser.add_argument("--out", default="bench/results/detection_quality.json")
     args = parser.parse_args()
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from local_platform import artifacts
 from local_platform.config import LOOPBACK, REPO_ROOT, PlatformConfig
 from local_platform.credentials import Credentials, load_or_create
-from local_platform.services.metastore import metastore_client_env, s3a_properties
+from local_platform.services.metastore import TICKET_FILE_ENV, metastore_client_env, s3a_properties, ticket_file
 
 ICEBERG_CATALOG = "iceberg"  # same name as the Trino catalog, so table names read the same in both
 
@@ -60,6 +60,9 @@ def spark_env(cfg: PlatformConfig, creds: Credentials | None = None) -> dict[str
     creds = creds if creds is not None else load_or_create(cfg.credentials_file)
     return {
         **metastore_client_env(creds),
+        # In-process clients (pyiceberg, health checks in Airflow tasks) hold this file open instead: a task worker
+        # rewrites its title over its environment (taxi_anomaly.metastore_ticket).
+        TICKET_FILE_ENV: str(ticket_file(cfg)),
         "SPARK_CONF_DIR": str(spark_conf_dir(cfg)),
         "PYSPARK_PYTHON": str(cfg.python),
         "PYSPARK_DRIVER_PYTHON": str(cfg.python),

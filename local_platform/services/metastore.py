@@ -21,6 +21,9 @@ NATIVE_DIR = REPO_ROOT / "local_platform" / "native"
 
 SHIM_SOURCE = NATIVE_DIR / "loopback_bind.c"
 TICKET_ENV = "TAP_METASTORE_TICKET"
+# The ticket file's path: the shim in the metastore compares open files with it; in-process clients open it
+# (taxi_anomaly.metastore_ticket reads the same name; tests/platform/test_metastore_gate.py pins the two).
+TICKET_FILE_ENV = "TAP_METASTORE_TICKET_FILE"
 
 
 def loopback_shim(cfg: PlatformConfig) -> Path:
@@ -181,7 +184,7 @@ class MetastoreService(Service):
                 **self.java_env(),
                 "LD_PRELOAD": str(loopback_shim(self.cfg)),
                 **metastore_client_env(self.creds),
-                "TAP_METASTORE_TICKET_FILE": str(ticket),
+                TICKET_FILE_ENV: str(ticket),
             }
             argv = [
                 "java",

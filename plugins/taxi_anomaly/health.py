@@ -46,12 +46,15 @@ def check_metastore(endpoint: ServiceEndpoint) -> list[str]:
     from thrift.protocol import TBinaryProtocol
     from thrift.transport import TSocket, TTransport
 
+    from taxi_anomaly.metastore_ticket import metastore_ticket
+
     transport = TTransport.TBufferedTransport(TSocket.TSocket(endpoint.host, endpoint.port))
-    transport.open()
-    try:
-        return list(Client(TBinaryProtocol.TBinaryProtocol(transport)).get_all_databases())
-    finally:
-        transport.close()
+    with metastore_ticket():
+        transport.open()
+        try:
+            return list(Client(TBinaryProtocol.TBinaryProtocol(transport)).get_all_databases())
+        finally:
+            transport.close()
 
 
 def check_trino(endpoint: ServiceEndpoint) -> list[str]:

@@ -115,3 +115,16 @@ def test_spark_and_trino_pass_the_gate(platform, spark, scratch):
     admin, namespace = scratch
     assert [tuple(r) for r in spark.sql(f"SELECT id FROM iceberg.{namespace}.t").collect()] == [(1,)]
     assert query(admin, f"SELECT count(*) FROM iceberg.{namespace}.t") == [[1]]
+
+
+def test_in_process_clients_find_the_ticket_file_where_the_platform_puts_it():
+    """Airflow task workers rewrite their title over their environment, so their in-process metastore clients hold
+    the ticket file (taxi_anomaly.metastore_ticket); they find it under the name the platform sets."""
+    from local_platform.config import load_config
+    from local_platform.services import metastore
+    from local_platform.spark import spark_env
+    from taxi_anomaly import metastore_ticket
+
+    assert metastore_ticket.TICKET_FILE_ENV == metastore.TICKET_FILE_ENV
+    cfg = load_config()
+    assert spark_env(cfg)[metastore.TICKET_FILE_ENV] == str(metastore.ticket_file(cfg))

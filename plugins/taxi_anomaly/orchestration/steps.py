@@ -286,12 +286,15 @@ def verify_tables(runtime: Runtime, run: MonthRun) -> dict[str, Any]:
     each holds this run's rows only. Returns rows per table (what Spark wrote) for the Trino check."""
     from pyiceberg.expressions import And, EqualTo
 
+    from taxi_anomaly.metastore_ticket import metastore_ticket
+
     catalog = hive_catalog(runtime)
     namespace = check_namespace(runtime.namespace)
     found: dict[str, Any] = {}
     for table in TABLES:
         try:
-            loaded = catalog.load_table((namespace, table))
+            with metastore_ticket():
+                loaded = catalog.load_table((namespace, table))
         except Exception as err:
             raise PipelineError(f"iceberg.{namespace}.{table} is not registered in the Hive Metastore: {err}") from err
         snapshot = loaded.current_snapshot()
