@@ -95,7 +95,10 @@ class Browser:
         return self._call("POST", f"{self.session}/element", {"using": "css selector", "value": css})[ELEMENT_KEY]
 
     def type_into(self, css: str, text: str) -> None:
-        self._call("POST", f"{self.session}/element/{self.find(css)}/value", {"text": text})
+        """Replace the field's content with `text` (WebDriver's Element Clear, then keystrokes)."""
+        element = self.find(css)
+        self._call("POST", f"{self.session}/element/{element}/clear", {})
+        self._call("POST", f"{self.session}/element/{element}/value", {"text": text})
 
     def click(self, css: str) -> None:
         self._call("POST", f"{self.session}/element/{self.find(css)}/click", {})
