@@ -163,9 +163,9 @@ def isolation_forest_score(model: IsolationForest, features: Sequence[Column | s
     null is taken as NaN. Plain column names keep the plan smallest: a Column expression is repeated at every
     split on its feature.
 
-    A forest of more than a few thousand splits is beyond whole-stage codegen's 64 KB method limit: Spark spends
-    seconds to a minute failing to compile it before falling back to per-expression code, which a query can ask
-    for directly with spark.sql.codegen.wholeStage=false (measured in bench/README.md)."""
+    Score with spark.sql.codegen.wholeStage=false (or hugeMethodLimit=8000): whole-stage code of a 10-tree forest
+    is already beyond HotSpot's 8,000-byte JIT limit (6x slower), and of a 100-tree one beyond Java's 64 KB method
+    limit, which Spark fails to compile again in every query before it falls back (bench/README.md)."""
     emitter = _emitter(features, int(model.n_features_in_))
     denominator = len(model.estimators_) * float(_average_path_lengths(np.array([model.max_samples_]))[0])
     if denominator == 0:  # every tree is a single leaf of one row: sklearn's score is then 2 ** -1
