@@ -28,9 +28,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import psutil
 
-KDD = Path("/work/shared/data/kddcup99/kddcup.data_10_percent.gz")
+from bench.bench_spark_job import tree_cpu_seconds
+from taxi_anomaly.ingest.settings import shared_data_dir
+
+KDD = shared_data_dir() / "kddcup99" / "kddcup.data_10_percent.gz"
 # JVM log lines about code generation: Janino's 64 KB method limit, whole-stage codegen giving up on a plan, and
 # Spark's own check of the compiled size against spark.sql.codegen.hugeMethodLimit.
 LOG_PATTERNS = {
@@ -61,18 +63,6 @@ class JvmLog:
             text = f.read()
             self._offset = f.tell()
         return {name: len(re.findall(pattern, text)) for name, pattern in LOG_PATTERNS.items()}
-
-
-def tree_cpu_seconds() -> float:
-    total = 0.0
-    me = psutil.Process()
-    for proc in [me, *me.children(recursive=True)]:
-        try:
-            times = proc.cpu_times()
-            total += times.user + times.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
 
 
 def timed(log: JvmLog, fn: Callable[[], Any], rows: int | None = None) -> tuple[dict[str, Any], Any]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,6 +21,7 @@ from anomaly_detection.compiled_trees import (
     isolation_forest_decision,
     isolation_forest_score,
 )
+from taxi_anomaly.ingest.settings import shared_data_dir
 
 pytestmark = [
     pytest.mark.spark,
@@ -30,7 +30,7 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:invalid value encountered in reduce:RuntimeWarning"),  # fits on NaN
 ]
 
-KDD = Path("/work/shared/data/kddcup99/kddcup.data_10_percent.gz")
+KDD = shared_data_dir() / "kddcup99" / "kddcup.data_10_percent.gz"
 KDD_SYMBOLIC = (1, 2, 3)  # protocol_type, service, flag; column 41 is the label
 TOLERANCE = 1e-9
 
