@@ -70,7 +70,7 @@ def _log_in(browser: Browser, base_url: str, user: str, password: str, attempts:
     for attempt in range(1, attempts + 1):
         browser.wait_for("return document.querySelector('[data-test=\"login-button\"]') !== null", 60, "login form")
         for css, text in (('[data-test="username-input"]', user), ('[data-test="password-input"]', password)):
-            if browser.run_js(f"return document.querySelector('{css}').value") != text:
+            if browser.run_js(f"return document.querySelector('{css}')?.value") != text:
                 browser.type_into(css, text)
         browser.click('[data-test="login-button"]')
         try:
