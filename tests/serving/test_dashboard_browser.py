@@ -9,6 +9,7 @@ import time
 import pytest
 
 from taxi_anomaly.serving.refresh import default_filters, refresh_dashboards
+from taxi_anomaly.tlc import TRIP_TYPES as ALL_TRIP_TYPES
 from tests.serving.browser import CHROMIUM_CANDIDATES, Browser, find_executable
 from tests.serving.pipeline_rows import TRIP_TYPES
 
@@ -181,13 +182,14 @@ def _chart_answers(recorded: list[dict], refreshing: set[int]) -> dict[int, tupl
 
 
 def assert_one_series_per_trip_type_and_gaps_left_open(name: str, rows: list[dict], gap_ms: int = 86_400_000) -> None:
-    """Every series is one trip type's, both trip types of the run are drawn, and a series never has two points
-    more than a day apart without an empty point between them (ECharts would draw a line across the gap)."""
+    """Every series is one trip type's, the trip types of the test's run are among those drawn (the tables may also
+    hold other types, e.g. after `make demo`), and a series never has two points more than a day apart without an
+    empty point between them (ECharts would draw a line across the gap)."""
     series = [c for c in rows[0] if c != "bucket_start"]
-    trip_types = {t for t, _ in TRIP_TYPES}
-    named = {c: [t for t in trip_types if t in c.split(", ")] for c in series}
+    named = {c: [t for t in ALL_TRIP_TYPES if t in c.split(", ")] for c in series}
     assert all(len(types) == 1 for types in named.values()), f"{name}: series {series} mix trip types"
-    assert {t for types in named.values() for t in types} == trip_types, f"{name}: series {series}"
+    drawn = {t for types in named.values() for t in types}
+    assert {t for t, _ in TRIP_TYPES} <= drawn, f"{name}: series {series}"
     ordered = sorted(rows, key=lambda r: r["bucket_start"])
     for column in series:
         last, empty_since = None, False
@@ -218,3 +220,9 @@ def test_the_series_check_catches_a_bridged_gap_and_mixed_trip_types():
         for t in range(0, 14 * day + 1, half_hour)
     ]
     assert_one_series_per_trip_type_and_gaps_left_open("trips", resampled)
+    # another trip type in the tables (a `make demo` beside the test's run) is its own series, not a mix
+    with_demo = [{**row, "fhvhv": row["yellow"]} for row in resampled]
+    assert_one_series_per_trip_type_and_gaps_left_open("trips", with_demo)
+    mixed = [{"bucket_start": 0, "yellow, green": 5.0}]
+    with pytest.raises(AssertionError, match="mix trip types"):
+        assert_one_series_per_trip_type_and_gaps_left_open("trips", mixed)
