@@ -198,6 +198,8 @@ def test_topics_are_the_stream_contract():
         "trips": contract.TRIPS.name,
         "alerts": contract.ALERTS.name,
         "dead_letters": contract.DEAD_LETTERS.name,
+        "events": contract.EVENTS.name,
+        "event_alerts": contract.EVENT_ALERTS.name,
     }
 
 
