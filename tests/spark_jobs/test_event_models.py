@@ -192,6 +192,26 @@ def test_registry_round_trip(spark, model, events, event_frame, tmp_path):
     assert registry.promote("kddcup99", GRANULARITY, version, "again")["previous"] == version
 
 
+def test_training_entry_point_saves_evaluates_and_promotes(spark, kdd, tmp_path):
+    from run_event_training import main, parse_args
+
+    source = tmp_path / "kdd-sample.csv.gz"
+    sample = pd.concat([kdd[kdd[LABEL] == "normal"].head(2_000), kdd[kdd[LABEL] != "normal"].head(500)])
+    sample.assign(**{LABEL: sample[LABEL] + "."}).drop(columns=[CATEGORY]).to_csv(source, header=False, index=False)
+    models = f"file://{tmp_path}/models"
+    argv = ["--feature-set", "kddcup99", "--family", "isolation_forest", "--source", str(source)]
+    argv += ["--models-uri", models, "--seed", "3", "--params", '{"n_estimators": 5}', "--promote"]
+    summary = main(spark, parse_args(argv))
+    registry = ModelRegistry(spark, models)
+    assert registry.promoted_version("kddcup99", "event") == summary["version"]
+    meta = registry.metadata("kddcup99", "event", summary["version"])
+    assert meta["training"]["rows"] == 1_000 and meta["training"]["params"]["n_estimators"] == 5
+    assert meta["training"]["evaluation"]["counts"] == summary["evaluation"]["counts"]
+    assert summary["evaluation"]["counts"]["rows"] == 1_500 and meta["data"]["source_rows"] == 2_500
+    with pytest.raises(SystemExit):
+        parse_args([*argv[:-1], "--train-share", "1.5"])
+
+
 # --- detection ----------------------------------------------------------------------------------------------------
 
 # The default models fitted on 10,000 normal rows (seeds 1-3), on the 4,000 evaluation rows at the training q99:
