@@ -32,10 +32,10 @@ def directories(spark: SparkSession, uri: str) -> list[str]:
     return [status.getPath().getName() for status in fs.listStatus(path) if status.isDirectory()]
 
 
-def write_bytes(spark: SparkSession, uri: str, data: bytes) -> None:
-    """Create the file; fails if it exists (never replaces one)."""
+def write_bytes(spark: SparkSession, uri: str, data: bytes, *, overwrite: bool = False) -> None:
+    """Create the file; fails if it exists unless `overwrite` (a pointer that moves, never a model version)."""
     path, fs = _path(spark, uri)
-    stream = fs.create(path, False)
+    stream = fs.create(path, overwrite)
     try:
         stream.write(bytearray(data))
     finally:

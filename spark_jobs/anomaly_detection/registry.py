@@ -11,7 +11,7 @@ import pickle  # noqa: S403 - the registry is the platform's own bucket; models 
 import platform
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
-from typing import Any
+from typing import Any, Protocol, TypeVar, overload
 
 from pyspark.sql import SparkSession
 
@@ -24,6 +24,19 @@ LIBRARIES = ("scikit-learn", "numpy", "pandas", "pyarrow", "pyspark")
 
 class ModelRegistryError(RuntimeError):
     pass
+
+
+class StoredModel(Protocol):
+    """What the registry stores beside a window model's bundle: a per-event model (event_models.EventModel)."""
+
+    def metadata(self) -> dict[str, Any]: ...
+
+    def save_artifacts(self, spark: SparkSession, uri: str) -> None: ...
+
+    def load_artifacts(self, spark: SparkSession, uri: str) -> None: ...
+
+
+StoredT = TypeVar("StoredT")
 
 
 class ModelRegistry:
@@ -54,14 +67,21 @@ class ModelRegistry:
         return layout.complete_versions(present)
 
     def save(
-        self, bundle: ModelBundle, trip_type: str, granularity: str, info: dict[str, Any], version: str | None = None
+        self,
+        bundle: ModelBundle | StoredModel,
+        trip_type: str,
+        granularity: str,
+        info: dict[str, Any],
+        version: str | None = None,
     ) -> str:
-        """Store a new version (model.pkl, the detector's artifacts, then metadata.json); returns its name."""
+        """Store a new version (model.pkl, the detector's artifacts, then metadata.json); returns its name.
+
+        `bundle` is a window model's bundle, or a per-event model (trip_type: its feature set, granularity "event")."""
         version = version or layout.new_version_name()
         parts = (trip_type, granularity, version)
         if hadoop_fs.exists(self.spark, self.uri(*parts)):
             raise ModelRegistryError(f"model version {version} already exists")
-        detector = bundle.detector
+        detector = bundle.detector if isinstance(bundle, ModelBundle) else bundle
         hadoop_fs.write_bytes(self.spark, self.uri(*parts, layout.MODEL_FILE), pickle.dumps(bundle))
         detector.save_artifacts(self.spark, self.uri(*parts, layout.ARTIFACTS_DIR))
         meta = {
@@ -104,11 +124,46 @@ class ModelRegistry:
     def metadata(self, trip_type: str, granularity: str, version: str) -> dict[str, Any]:
         return dict(json.loads(self._read(trip_type, granularity, version, layout.METADATA_FILE)))
 
-    def load(self, trip_type: str, granularity: str, version: str = "latest") -> tuple[ModelBundle, dict[str, Any]]:
+    @overload
+    def load(self, trip_type: str, granularity: str, version: str = "latest") -> tuple[ModelBundle, dict[str, Any]]: ...
+
+    @overload
+    def load(
+        self, trip_type: str, granularity: str, version: str = "latest", *, kind: type[StoredT]
+    ) -> tuple[StoredT, dict[str, Any]]: ...
+
+    def load(
+        self, trip_type: str, granularity: str, version: str = "latest", *, kind: type[Any] = ModelBundle
+    ) -> tuple[Any, dict[str, Any]]:
+        """A version and its metadata; `kind` is what it must hold (a window model's bundle unless told, e.g.
+        kind=EventModel for a per-event model)."""
         resolved = self.resolve(trip_type, granularity, version)
         meta = self.metadata(trip_type, granularity, resolved)
-        bundle = pickle.loads(self._read(trip_type, granularity, resolved, layout.MODEL_FILE))  # noqa: S301
-        if not isinstance(bundle, ModelBundle):
-            raise ModelRegistryError(f"{self.uri(trip_type, granularity, resolved)} holds no model bundle")
-        bundle.detector.load_artifacts(self.spark, self.uri(trip_type, granularity, resolved, layout.ARTIFACTS_DIR))
-        return bundle, meta
+        stored = pickle.loads(self._read(trip_type, granularity, resolved, layout.MODEL_FILE))  # noqa: S301
+        if not isinstance(stored, kind):
+            raise ModelRegistryError(
+                f"{self.uri(trip_type, granularity, resolved)} holds a {type(stored).__name__}, not a {kind.__name__}"
+            )
+        detector = stored.detector if isinstance(stored, ModelBundle) else stored
+        detector.load_artifacts(self.spark, self.uri(trip_type, granularity, resolved, layout.ARTIFACTS_DIR))
+        return stored, meta
+
+    def promote(self, trip_type: str, granularity: str, version: str, reason: str, **details: Any) -> dict[str, Any]:
+        """Write the promotion pointer (layout.POINTER) naming `version`, replacing the previous one; returns it.
+        The retraining DAG writes it after its evaluation gate (orchestration.promotion); this is for a job that
+        promotes on the operator's word (run_event_training --promote)."""
+        resolved = self.resolve(trip_type, granularity, version)
+        try:
+            previous = json.loads(self._read(trip_type, granularity, layout.POINTER)).get("version")
+        except ModelRegistryError:
+            previous = None
+        document = {
+            "version": resolved,
+            "promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "reason": reason,
+            **details,
+            "previous": previous,
+        }
+        encoded = json.dumps(document, indent=2, default=str).encode()
+        hadoop_fs.write_bytes(self.spark, self.uri(trip_type, granularity, layout.POINTER), encoded, overwrite=True)
+        return document
