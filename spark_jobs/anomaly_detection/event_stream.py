@@ -100,7 +100,7 @@ def envelope_schema(record: StructType) -> StructType:
 
 def parse_events(kafka_rows: DataFrame, record: StructType) -> DataFrame:
     """Kafka rows -> one row per event: its envelope fields, its record's fields as columns, and `error` (null when
-    the event is valid, else why not: not a JSON object, no event_id, no record, or which record fields are
+    the event is valid, else why not: not a JSON object, not an event, no event_id, no record, or which record fields are
     missing or not of their type). Stateless and UDF-free (allowed in real-time and continuous mode)."""
     text = F.col("value").cast("string")
     parsed = kafka_rows.select(
@@ -122,6 +122,10 @@ def parse_events(kafka_rows: DataFrame, record: StructType) -> DataFrame:
     missing = F.concat_ws(", ", *[F.when(F.col(f.name).isNull(), F.lit(f.name)) for f in record.fields])
     error = (
         F.when(~F.col("_is_object") | F.col("_is_object").isNull(), F.lit("not a JSON object"))
+        .when(
+            F.col("event_id").isNull() & F.col("seq").isNull() & F.col("produced_at_ms").isNull() & F.col("_no_record"),
+            F.lit("not a JSON event: unparseable, or none of the event fields"),
+        )
         .when(F.col("event_id").isNull() | (F.length("event_id") == 0), F.lit("no event_id"))
         .when(F.col("_no_record"), F.lit("no record object"))
         .when(missing != F.lit(""), F.concat(F.lit("record fields missing or not of their type: "), missing))

@@ -86,7 +86,8 @@ def test_alerts_are_the_batch_flags_and_the_udf_fallback_publishes_the_same(spar
     alerts = {key: value for topic, key, value in native if topic == ALERTS}
     assert set(alerts) == flagged, "the stream flags exactly the events the model flags in batch"
     dead = [value for topic, _, value in native if topic == DEAD]
-    assert [d["reason"] for d in dead] == ["not a JSON object"] and dead[0]["value"] == "{broken"
+    assert [d["reason"] for d in dead] == ["not a JSON event: unparseable, or none of the event fields"]
+    assert dead[0]["value"] == "{broken"
 
     by_id = dict(zip(ids, expected_scores, strict=True))
     for eid, alert in alerts.items():

@@ -78,7 +78,7 @@ def test_alerts_survive_a_kill_and_match_the_batch_flags(platform, spark, tmp_pa
     reasons = {key: value[0]["reason"] for key, value in scenario.dead_letters.by_key().items()}
     assert sorted(reasons.values()) == [
         "no event_id",
-        "not a JSON object",
+        "not a JSON event: unparseable, or none of the event fields",
         "record fields missing or not of their type: src_bytes",
     ], reasons
 
