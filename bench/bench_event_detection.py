@@ -76,7 +76,7 @@ def main() -> None:
     from pyspark.sql import SparkSession
 
     from anomaly_detection.event_models import EventFamily, evaluate, fit_event_model
-    from anomaly_detection.kdd import CATEGORY, KDD_COLUMNS, LABEL, normal_training_split, read_kdd
+    from taxi_anomaly.kdd import CATEGORY, KDD_COLUMNS, LABEL, normal_training_split, read_kdd
 
     results: dict[str, Any] = {
         "command": " ".join(sys.argv),

@@ -69,7 +69,7 @@ def run(argv: list[str]) -> int:
         version = registry.resolve(args.feature_set, GRANULARITY, args.model_version)
     model, _meta = registry.load(args.feature_set, GRANULARITY, version, kind=EventModel)
     query = start_query(spark, args, kafka.spark_options(), model, version)
-    log.info("event scoring started: %s, model %s %s, %s mode", args.feature_set, model.family.value, version, args.mode)
+    log.info("event scoring: %s, model %s %s, %s mode", args.feature_set, model.family.value, version, args.mode.value)
     stopping = False
 
     def stop(_signum: int, _frame: Any) -> None:

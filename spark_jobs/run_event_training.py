@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from anomaly_detection.event_models import FEATURE_SET, GRANULARITY, EventFamily  # noqa: E402
+from anomaly_detection.event_models import GRANULARITY, EventFamily  # noqa: E402
+from taxi_anomaly.kdd import FEATURE_SET  # noqa: E402
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -52,7 +53,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def read_source(spark: SparkSession, source: str) -> Any:
     """The records of the file at `source` (kdd.read_kdd), through the session's Hadoop filesystem for a URI."""
     from anomaly_detection import hadoop_fs
-    from anomaly_detection.kdd import read_kdd
+    from taxi_anomaly.kdd import read_kdd
 
     if "://" not in source or source.startswith("file://"):
         return read_kdd(source.removeprefix("file://"))
@@ -66,8 +67,8 @@ def read_source(spark: SparkSession, source: str) -> Any:
 def main(spark: SparkSession, args: argparse.Namespace) -> dict[str, Any]:
     """Fit, evaluate, save (and promote); returns the version, its evaluation and the pointer if written."""
     from anomaly_detection.event_models import evaluate, fit_event_model
-    from anomaly_detection.kdd import CATEGORY, LABEL, normal_training_split
     from anomaly_detection.registry import ModelRegistry
+    from taxi_anomaly.kdd import CATEGORY, LABEL, normal_training_split
 
     records = read_source(spark, args.source)
     training, evaluation = normal_training_split(records, seed=args.seed, train_share=args.train_share)

@@ -18,12 +18,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from anomaly_detection.kdd import KDD_COLUMNS, NORMAL, SYMBOLIC
+from taxi_anomaly.kdd import FEATURE_SET, KDD_COLUMNS, NORMAL, SYMBOLIC
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
-FEATURE_SET = "kddcup99"
 GRANULARITY = "event"  # the registry's granularity of per-event models (beside the window models' city, borough)
 SCORE, FLAG, TOP_FEATURES = "anomaly_score", "is_anomaly", "top_features"
 TOP_FEATURE_COUNT = 3
@@ -231,7 +230,7 @@ def fit_event_model(
         raise ValueError(f"records: {len(records)} training row(s); at least 2 are needed")
     encodings = {c: _shares(records[c]) for c in SYMBOLIC}
     model = EventModel(
-        feature_set="kddcup99",
+        feature_set=FEATURE_SET,
         family=family,
         features=KDD_COLUMNS,
         estimator=None,

@@ -26,12 +26,11 @@ from typing import Any
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.streaming import StreamingQuery
+from pyspark.sql.streaming.query import StreamingQuery
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
-from anomaly_detection import kdd
 from anomaly_detection.event_models import EventModel
-from taxi_anomaly.kdd import FEATURE_SET as KDD_FEATURE_SET
+from taxi_anomaly import kdd
 from taxi_anomaly.streaming.topics import DEAD_LETTERS, EVENT_ALERTS, EVENTS, GROUP_PREFIX
 
 PROMOTED = "promoted"
@@ -49,7 +48,7 @@ class ScoringMode(str, Enum):
 
 
 # The fields of one record of each feature set, as they arrive in an event's `record` object.
-RECORD_SCHEMAS: dict[str, Callable[[], StructType]] = {KDD_FEATURE_SET: kdd.record_schema}
+RECORD_SCHEMAS: dict[str, Callable[[], StructType]] = {kdd.FEATURE_SET: kdd.record_schema}
 
 
 def record_schema_of(feature_set: str) -> StructType:
@@ -100,8 +99,8 @@ def envelope_schema(record: StructType) -> StructType:
 
 def parse_events(kafka_rows: DataFrame, record: StructType) -> DataFrame:
     """Kafka rows -> one row per event: its envelope fields, its record's fields as columns, and `error` (null when
-    the event is valid, else why not: not a JSON object, not an event, no event_id, no record, or which record fields are
-    missing or not of their type). Stateless and UDF-free (allowed in real-time and continuous mode)."""
+    the event is valid, else why not: not a JSON object, not an event, no event_id, no record, or which record
+    fields are missing or not of their type). Stateless and UDF-free (allowed in real-time and continuous mode)."""
     text = F.col("value").cast("string")
     parsed = kafka_rows.select(
         text.alias("raw_value"),

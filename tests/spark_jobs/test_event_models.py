@@ -19,7 +19,9 @@ from anomaly_detection.event_models import (
     fit_event_model,
     score_events,
 )
-from anomaly_detection.kdd import (
+from anomaly_detection.registry import ModelRegistry, ModelRegistryError
+from taxi_anomaly.ingest.settings import shared_data_dir
+from taxi_anomaly.kdd import (
     ATTACK_CATEGORIES,
     CATEGORY,
     KDD_COLUMNS,
@@ -29,8 +31,6 @@ from anomaly_detection.kdd import (
     read_kdd,
     record_schema,
 )
-from anomaly_detection.registry import ModelRegistry, ModelRegistryError
-from taxi_anomaly.ingest.settings import shared_data_dir
 
 pytestmark = [
     pytest.mark.spark,

@@ -50,7 +50,13 @@ def test_malformed_events_are_dead_letters_naming_what_is_wrong(spark, frame):
     good = json.loads(values[0])
     wrong_type = {**good, "event_id": "e-wrong", "record": {**good["record"], "src_bytes": "lots", "count": None}}
     no_record = {k: v for k, v in good.items() if k != "record"} | {"event_id": "e-no-record"}
-    raw = [values[0], b"not json at all", b'{"seq": 3}', json.dumps(wrong_type).encode(), json.dumps(no_record).encode()]
+    raw = [
+        values[0],
+        b"not json at all",
+        b'{"seq": 3}',
+        json.dumps(wrong_type).encode(),
+        json.dumps(no_record).encode(),
+    ]
     parsed = parse_events(kafka_rows(spark, raw), record_schema_of(kdd.FEATURE_SET)).collect()
     errors = [row["error"] for row in parsed]
     assert errors == [

@@ -38,7 +38,9 @@ def test_alerts_survive_a_kill_and_match_the_batch_flags(platform, spark, tmp_pa
     candidates = np.setdiff1d(np.arange(len(kdd_frame)), kdd_frame.index.get_indexer(normal.index))
     rows = np.random.default_rng(2).choice(candidates, 2 * EVENTS_PER_PHASE, replace=False)
     scores = model.score_numpy(model.inputs_numpy(kdd_frame.iloc[rows]))
-    flagged = {event_id(SOURCE, int(kdd_frame.index[r])) for r, s in zip(rows, scores, strict=True) if s > model.threshold}
+    flagged = {
+        event_id(SOURCE, int(kdd_frame.index[r])) for r, s in zip(rows, scores, strict=True) if s > model.threshold
+    }
     first = {event_id(SOURCE, int(kdd_frame.index[r])) for r in rows[:EVENTS_PER_PHASE]} & flagged
 
     scenario = EventScenario(platform, spark, tmp_path)
@@ -51,12 +53,16 @@ def test_alerts_survive_a_kill_and_match_the_batch_flags(platform, spark, tmp_pa
 
         good = json.loads(_one_event(kdd_frame))
         bad = {**good, "event_id": "bad-type", "record": {**good["record"], "src_bytes": "lots"}}
-        scenario.produce_raw([("bad-json", b"{not json"), ("bad-id", b'{"seq": 1}'), ("bad-type", json.dumps(bad).encode())])
+        scenario.produce_raw(
+            [("bad-json", b"{not json"), ("bad-id", b'{"seq": 1}'), ("bad-type", json.dumps(bad).encode())]
+        )
         scenario.replay(kdd_frame, rows[:EVENTS_PER_PHASE], rate=RATE)
         scenario.wait_for_keys(scenario.alerts, first, timeout=90)
 
         # Second phase: the job is killed while the events arrive, and started again from its checkpoint.
-        replay = threading.Thread(target=scenario.replay, args=(kdd_frame, rows[EVENTS_PER_PHASE:]), kwargs={"rate": RATE})
+        replay = threading.Thread(
+            target=scenario.replay, args=(kdd_frame, rows[EVENTS_PER_PHASE:]), kwargs={"rate": RATE}
+        )
         replay.start()
         time.sleep(1.0)
         scenario.kill_job()
