@@ -89,6 +89,8 @@ def run(argv: list[str]) -> int:
                     "updated_at": time.time(),
                     "args": {**asdict(args), "mode": args.mode.value},
                     "model_version": version,
+                    # Continuous mode reports no progress, only its status.
+                    "status": query.status,
                     "queries": {"event-scoring": json.loads(progress.json) if progress else None},
                 },
             )

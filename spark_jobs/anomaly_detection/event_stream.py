@@ -197,8 +197,7 @@ def read_events(spark: SparkSession, args: EventStreamArgs, kafka_options: dict[
         .option("subscribe", args.events_topic)
         .option("startingOffsets", args.starting_offsets)
         .option("groupIdPrefix", args.group_id_prefix)
-        .option("failOnDataLoss", "false")
-        .load()
+        .load()  # failOnDataLoss stays true: offsets gone (retention passed while the job was down) stop the query
     )
 
 

@@ -129,12 +129,14 @@ class EventScenario:
         self.process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def wait_running(self, timeout: float = 180.0) -> None:
-        """Until the job reports progress of its query (the query has started and read its source)."""
+        """Until the job reports its query past initialising its source (continuous mode reports no progress, only
+        a status)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.process is not None and self.process.poll() is None, f"job died:\n{self.log_tail()}"
             try:
-                if json.loads(self.status.read_text())["queries"]["event-scoring"]:
+                document = json.loads(self.status.read_text())
+                if document["queries"]["event-scoring"] or not document["status"]["message"].startswith("Initializing"):
                     return
             except (OSError, ValueError, KeyError, TypeError):
                 pass
