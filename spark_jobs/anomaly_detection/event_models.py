@@ -3,8 +3,9 @@ fitted with scikit-learn on the driver and scored in Spark as native expressions
 or, as the micro-batch fallback, by a pandas UDF. One code path for every feature set.
 
 KDD Cup 99: fit on normal traffic only (kdd.normal_training_split): in the file attacks are about 80 % of the rows,
-and a detector fitted on every row learns smurf and neptune as the usual traffic. Trips: fit on every row of a month
-(faults are about 1 %; bench/README "Per-trip detection on generated months"). Labels pick the training rows and
+and a detector fitted on every row learns smurf and neptune as the usual traffic. Trips: the isolation forest on
+every row of a month (faults are about 1 %); the unsupervised forest learns recurring faults as real traffic unless
+they are left out (bench/README "Per-trip detection on generated months"). Labels pick the training rows and
 evaluate the model; they are never model inputs.
 
 Score native expressions with spark.sql.codegen.wholeStage=false (compiled_trees, bench/README "Per-event scoring").
