@@ -1,8 +1,11 @@
-"""Per-event detectors: one score per connection record, fitted with scikit-learn on the driver and scored in Spark
-as native expressions (anomaly_detection.compiled_trees) or, as the micro-batch fallback, by a pandas UDF.
+"""Per-event detectors: one score per record (a KDD Cup 99 connection, a taxi trip: event_features.FeatureSet),
+fitted with scikit-learn on the driver and scored in Spark as native expressions (anomaly_detection.compiled_trees)
+or, as the micro-batch fallback, by a pandas UDF. One code path for every feature set.
 
-Fit on normal traffic only (kdd.normal_training_split): in the KDD Cup 99 file attacks are about 80 % of the rows,
-and a detector fitted on every row learns smurf and neptune as the usual traffic. Labels pick the training rows and
+KDD Cup 99: fit on normal traffic only (kdd.normal_training_split): in the file attacks are about 80 % of the rows,
+and a detector fitted on every row learns smurf and neptune as the usual traffic. Trips: the isolation forest on
+every row of a month (faults are about 1 %); the unsupervised forest learns recurring faults as real traffic unless
+they are left out (bench/README "Per-trip detection on generated months"). Labels pick the training rows and
 evaluate the model; they are never model inputs.
 
 Score native expressions with spark.sql.codegen.wholeStage=false (compiled_trees, bench/README "Per-event scoring").
@@ -18,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from taxi_anomaly.kdd import FEATURE_SET, KDD_COLUMNS, NORMAL, SYMBOLIC
+from anomaly_detection.event_features import KDD, FeatureSet, feature_set_named
+from taxi_anomaly.kdd import NORMAL
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -59,9 +63,9 @@ DEFAULT_PARAMS: dict[EventFamily, dict[str, Any]] = {
 class EventModel:
     """A fitted per-event detector: the sklearn estimator, how record columns become its inputs, its threshold.
 
-    :param feature_set: the records it scores ("kddcup99"): the registry's trip_type.
+    :param feature_set: the name of the records' FeatureSet ("kddcup99", "trips"): the registry's trip_type.
     :param family: how the score is computed.
-    :param features: model input names in the estimator's column order (the record columns they come from).
+    :param features: model input names in the estimator's column order (the feature set's inputs).
     :param estimator: the fitted sklearn estimator.
     :param threshold: an event is flagged when its score is above this.
     :param encodings: symbolic column -> value -> its share of the training rows. One numeric column per field,
@@ -84,15 +88,20 @@ class EventModel:
     training: dict[str, Any] = field(default_factory=dict)
 
     # Inputs ---------------------------------------------------------------------------------------------------
+    @property
+    def records(self) -> FeatureSet:
+        """The feature set of the records this model scores."""
+        return feature_set_named(self.feature_set)
+
     def input_columns(self, records: DataFrame) -> list[Column]:
-        """Native expressions from the record columns (named as KDD_COLUMNS) to the model inputs, in `features`
-        order, each aliased to its feature name. Symbolic values are looked up in a literal map (unseen or null:
-        0.0); numeric values are cast to double and null stays null (the trees route it as sklearn routes NaN)."""
+        """Native expressions from the record columns to the model inputs, in `features` order, each aliased to its
+        feature name. Symbolic values are looked up in a literal map (unseen or null: 0.0); numeric inputs are the
+        feature set's expressions, and null stays null (the trees route it as sklearn routes NaN)."""
         from pyspark.sql import functions as F
 
-        missing = [c for c in self.features if c not in records.columns]
-        if missing:
-            raise ValueError(f"records: missing column(s) {', '.join(missing)} (expected KDD_COLUMNS)")
+        feature_set = self.records
+        feature_set.check_records(records.columns)
+        numeric = feature_set.numeric_columns()
         columns = []
         for name in self.features:
             if name in self.encodings:
@@ -100,14 +109,14 @@ class EventModel:
                 lookup = F.create_map(*pairs)[F.col(name).cast("string")] if pairs else F.lit(None)
                 columns.append(F.coalesce(lookup.cast("double"), F.lit(0.0)).alias(name))
             else:
-                columns.append(F.col(name).cast("double").alias(name))
+                columns.append(numeric[name].alias(name))
         return columns
 
     def inputs_numpy(self, records: pd.DataFrame) -> np.ndarray:
-        """The same inputs on the driver (NaN where a numeric value is missing)."""
-        missing = [c for c in self.features if c not in records.columns]
-        if missing:
-            raise ValueError(f"records: missing column(s) {', '.join(missing)} (expected KDD_COLUMNS)")
+        """The same inputs on the driver (NaN where a numeric input is missing)."""
+        feature_set = self.records
+        feature_set.check_records(records.columns)
+        numeric = feature_set.numeric_numpy(records)
         columns = []
         for name in self.features:
             if name in self.encodings:
@@ -115,7 +124,7 @@ class EventModel:
                 codes = [shares.get(v, 0.0) if isinstance(v, str) else 0.0 for v in records[name]]
                 columns.append(np.array(codes, dtype=np.float64))
             else:
-                columns.append(pd.to_numeric(records[name], errors="raise").to_numpy(dtype=np.float64, na_value=np.nan))
+                columns.append(numeric[name])
         return np.column_stack(columns)
 
     # Scores ---------------------------------------------------------------------------------------------------
@@ -212,32 +221,33 @@ def fit_event_model(
     seed: int,
     params: Mapping[str, Any] | None = None,
     threshold_quantile: float = 0.99,
+    feature_set: FeatureSet | str = KDD,
 ) -> EventModel:
-    """Fit on the driver with sklearn. `records` are the training rows (normal traffic only: see the module's
-    docstring) with KDD_COLUMNS; `params` override DEFAULT_PARAMS and are the estimator's own parameters.
+    """Fit on the driver with sklearn. `records` are the training rows (see the module's docstring) with the
+    feature set's record columns; `params` override DEFAULT_PARAMS and are the estimator's own parameters.
 
     threshold = the `threshold_quantile` of the training scores: 1 - threshold_quantile is the share of normal
     training traffic that is flagged. The forest's training scores are its out-of-bag scores of the real rows (a
     tree's score of a row it was fitted on is biased low; the in-bag quantile flagged 3.4 % of held-out normal
     rows instead of 1 % with unlimited depth)."""
     family = _family(family)
+    chosen_set = feature_set_named(feature_set)
     if not 0.0 < threshold_quantile < 1.0:
         raise ValueError(f"threshold_quantile must be between 0 and 1 (exclusive), got {threshold_quantile!r}")
-    missing = [c for c in KDD_COLUMNS if c not in records.columns]
-    if missing:
-        raise ValueError(f"records: missing column(s) {', '.join(missing)} (expected KDD_COLUMNS)")
+    chosen_set.check_records(records.columns)
     if len(records) < 2:
         raise ValueError(f"records: {len(records)} training row(s); at least 2 are needed")
-    encodings = {c: _shares(records[c]) for c in SYMBOLIC}
+    encodings = {c: _shares(records[c]) for c in chosen_set.symbolic}
+    inputs = chosen_set.inputs
     model = EventModel(
-        feature_set=FEATURE_SET,
+        feature_set=chosen_set.name,
         family=family,
-        features=KDD_COLUMNS,
+        features=inputs,
         estimator=None,
         threshold=float("nan"),
         encodings=encodings,
-        centre=np.zeros(len(KDD_COLUMNS)),
-        spread=np.ones(len(KDD_COLUMNS)),
+        centre=np.zeros(len(inputs)),
+        spread=np.ones(len(inputs)),
     )
     x = model.inputs_numpy(records)
     model.centre, model.spread = _robust_centre_and_spread(x)
@@ -315,7 +325,7 @@ def _robust_centre_and_spread(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 # Scoring ------------------------------------------------------------------------------------------------------
 def score_events(records: DataFrame, model: EventModel, *, native: bool = True) -> DataFrame:
-    """`records` (columns named as KDD_COLUMNS, any others kept) with anomaly_score, is_anomaly and top_features.
+    """`records` (the model's record columns, any others kept) with anomaly_score, is_anomaly and top_features.
 
     native=True compiles the estimator into the plan (no Python UDF); native=False scores with the pandas UDF.
     The inputs are materialised as columns first, so the compiled trees refer to them by name."""

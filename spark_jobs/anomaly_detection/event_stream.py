@@ -19,7 +19,7 @@ consumer that keeps one alert per key (EventAlertReader, the bench, the tests) s
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -29,8 +29,8 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming.query import StreamingQuery
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
+from anomaly_detection.event_features import FEATURE_SETS, feature_set_named
 from anomaly_detection.event_models import EventModel
-from taxi_anomaly import kdd
 from taxi_anomaly.streaming.topics import DEAD_LETTERS, EVENT_ALERTS, EVENTS, GROUP_PREFIX
 
 PROMOTED = "promoted"
@@ -48,7 +48,7 @@ class ScoringMode(str, Enum):
 
 
 # The fields of one record of each feature set, as they arrive in an event's `record` object.
-RECORD_SCHEMAS: dict[str, Callable[[], StructType]] = {kdd.FEATURE_SET: kdd.record_schema}
+RECORD_SCHEMAS: dict[str, Callable[[], StructType]] = {name: fs.record_schema for name, fs in FEATURE_SETS.items()}
 
 
 def record_schema_of(feature_set: str) -> StructType:
@@ -97,10 +97,12 @@ def envelope_schema(record: StructType) -> StructType:
     )
 
 
-def parse_events(kafka_rows: DataFrame, record: StructType) -> DataFrame:
+def parse_events(kafka_rows: DataFrame, record: StructType, required: Sequence[str] | None = None) -> DataFrame:
     """Kafka rows -> one row per event: its envelope fields, its record's fields as columns, and `error` (null when
-    the event is valid, else why not: not a JSON object, not an event, no event_id, no record, or which record
-    fields are missing or not of their type). Stateless and UDF-free (allowed in real-time and continuous mode)."""
+    the event is valid, else why not: not a JSON object, not an event, no event_id, no record, or which `required`
+    record fields (default: all) are missing or not of their type). Stateless and UDF-free (allowed in real-time
+    and continuous mode)."""
+    required = [f.name for f in record.fields] if required is None else list(required)
     text = F.col("value").cast("string")
     parsed = kafka_rows.select(
         text.alias("raw_value"),
@@ -118,7 +120,7 @@ def parse_events(kafka_rows: DataFrame, record: StructType) -> DataFrame:
         *[F.col(f"_e.record.{field.name}").alias(field.name) for field in record.fields],
     )
     # A field of the wrong type parses to null like a missing one: both are named.
-    missing = F.concat_ws(", ", *[F.when(F.col(f.name).isNull(), F.lit(f.name)) for f in record.fields])
+    missing = F.concat_ws(", ", *[F.when(F.col(name).isNull(), F.lit(name)) for name in required])
     error = (
         F.when(~F.col("_is_object") | F.col("_is_object").isNull(), F.lit("not a JSON object"))
         .when(
@@ -209,7 +211,8 @@ def start_query(
         raise ValueError(f"the model scores {model.feature_set!r} events, the query reads {args.feature_set!r}")
     # Compiled forests are slower with whole-stage code generation (compiled_trees: JIT and 64 KB limits).
     spark.conf.set("spark.sql.codegen.wholeStage", "false")
-    parsed = parse_events(read_events(spark, args, kafka_options), record_schema_of(args.feature_set))
+    required = feature_set_named(args.feature_set).required
+    parsed = parse_events(read_events(spark, args, kafka_options), record_schema_of(args.feature_set), required)
     messages = scored_messages(
         parsed, model, version, args.alerts_topic, args.dead_letters_topic, native=args.mode.native
     )

@@ -28,6 +28,7 @@ RAW_NAMES: dict[str, tuple[str, ...]] = {
     "fare_amount": ("fare_amount", "base_passenger_fare", "fare_amt"),
     "driver_pay": ("driver_pay",),
     "total_amount": ("total_amount", "total_amt"),
+    "tip_amount": ("tip_amount", "tips", "tip_amt"),
     "airport_fee": ("airport_fee",),
     "shared_match_flag": ("shared_match_flag",),
 }
@@ -45,6 +46,7 @@ CANONICAL_COLUMNS = (
     "total_amount",
     "is_airport",
     "is_shared",
+    "tip_amount",
 )
 
 
@@ -103,6 +105,7 @@ def normalise_trips(raw: DataFrame, trip_type: str, source: str = "input", keep:
         _col_or_null(raw, "total_amount", "double", trip_type).alias("total_amount"),
         (F.coalesce(airport_fee, F.lit(0.0)) > 0) | pu.isin(*AIRPORT_ZONES) | do.isin(*AIRPORT_ZONES),
         F.coalesce(shared == F.lit("Y"), F.lit(False)),
+        _col_or_null(raw, "tip_amount", "double", trip_type),
     ).toDF(*keep, *CANONICAL_COLUMNS)
 
 

@@ -17,6 +17,7 @@ from taxi_anomaly.synthetic import (
     DISTANCE_COLUMN,
     EPISODE_TYPES,
     FARE_COLUMN,
+    FAULT_KINDS,
     PICKUP_COLUMN,
     TLC_SCHEMAS,
     DirtOptions,
@@ -25,6 +26,7 @@ from taxi_anomaly.synthetic import (
     generate_month,
     labelled_buckets,
     load_labels,
+    load_trip_labels,
 )
 from taxi_anomaly.synthetic import generator as generator_module
 from taxi_anomaly.synthetic.__main__ import main as cli_main
@@ -199,8 +201,9 @@ def test_weekly_shape_follows_the_real_green_month(tmp_path: Path):
 
 
 def test_trip_attributes_are_correlated_and_plausible(fhvhv_month):
-    _, trips = fhvhv_month
-    clean = trips[(trips.trip_miles > 0) & (trips.trip_miles < 1000) & (trips.base_passenger_fare > 0)]
+    result, trips = fhvhv_month
+    clean = trips.drop(index=load_trip_labels(result.trip_labels_path)["row"].unique())  # dirt and faults out
+    assert (clean.trip_miles > 0).all() and (clean.trip_miles < 1000).all() and (clean.base_passenger_fare > 0).all()
     assert np.corrcoef(clean.trip_miles, clean.trip_time)[0, 1] > 0.7
     assert np.corrcoef(clean.trip_miles, clean.base_passenger_fare)[0, 1] > 0.7
     assert 0.6 < (clean.driver_pay / clean.base_passenger_fare).median() < 0.85
@@ -363,6 +366,10 @@ def test_dirt_shares_are_as_configured(tmp_path: Path):
         zero_distance_share=0.01,
         absurd_distance_share=0.001,
         null_block_share=0.004,
+        meter_fault_share=0.002,
+        gps_fault_share=0.003,
+        tip_over_fare_share=0.002,
+        fare_without_distance_share=0.001,
     )
     rows = 100_000
     result = generate_month("fhvhv", MONTH, tmp_path, trips=rows, dirt=shares, chunk_rows=30_000)
@@ -371,14 +378,17 @@ def test_dirt_shares_are_as_configured(tmp_path: Path):
     pickup = trips.pickup_datetime
     outside = (pickup < MONTH_START) | (pickup >= MONTH_END)
     null_rows = np.flatnonzero(trips.congestion_surcharge.isna())
+    labelled = load_trip_labels(result.trip_labels_path).groupby("fault")["row"].apply(set).to_dict()
     found = {
         "out_of_month_rows": int(outside.sum()),
         "negative_fare_rows": int((trips.base_passenger_fare < 0).sum()),
-        "zero_distance_rows": int((trips.trip_miles == 0).sum()),
+        "zero_distance_rows": len(set(np.flatnonzero(trips.trip_miles == 0)) - labelled["fare_without_distance"]),
         "absurd_distance_rows": int((trips.trip_miles >= 200_000).sum()),
         "null_block_rows": len(null_rows),
     }
+    found |= {f"{kind}_rows": len(labelled[kind]) for kind in FAULT_KINDS if f"{kind}_rows" not in found}
     assert found == dirt
+    assert all(len(labelled[kind]) == dirt[f"{kind}_rows"] for kind in FAULT_KINDS)
     assert (pickup[outside].dt.year.isin([2008, 2009])).any()
     assert len(null_rows) == 400 and (np.diff(null_rows) == 1).all()
     assert trips.originating_base_num.iloc[null_rows].isna().all()

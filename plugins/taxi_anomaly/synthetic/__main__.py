@@ -49,6 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"({result.rows_per_second:,.0f} rows/s)"
     )
     print(f"wrote {result.labels_path} ({len(result.episodes)} episodes)")
+    print(f"wrote {result.trip_labels_path} (the faulty rows)")
     for episode in result.episodes:
         window = f"{episode.start} .. {episode.end}"
         print(f"  {episode.episode_id} {episode.type:<14} {window} x{episode.magnitude} ({episode.scope})")

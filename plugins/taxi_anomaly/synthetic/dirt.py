@@ -1,8 +1,12 @@
-"""Realistic dirt found in real TLC months, at small configurable shares; dirt is never an anomaly episode."""
+"""Realistic dirt found in real TLC months, at small configurable shares; dirt is never an anomaly episode.
+
+Every corrupted row is labelled with its fault kind (the trip labels beside the month): a row may carry two kinds
+(e.g. a stray pickup that also has zero miles), never two of the kinds drawn by `split_rows`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -14,6 +18,10 @@ ABSURD_MILES = (200_000.0, 350_000.0)  # odometer glitches like green 2024-01's 
 _NEIGHBOUR_DAYS = 3  # most stray pickups sit just before or after the month
 _YEARS_OFF_SHARE = 0.3  # the rest carry a clock reset to the turn of 2008/2009
 _YEARS_OFF_WINDOW = (datetime(2008, 12, 31), datetime(2009, 1, 2))
+METER_FAULT_FACTOR = (5.0, 20.0)  # fare (and so fare per mile) times this
+GPS_FAULT_MPH = (150.0, 500.0)  # distance recorded as if driven at this speed for the trip's duration
+TIP_OVER_FARE_MULTIPLE = (1.5, 5.0)  # tip = fare times this
+FARE_WITHOUT_DISTANCE_SECONDS = (10, 90)  # a fare recorded with 0 miles and this duration
 
 
 @dataclass(frozen=True)
@@ -25,6 +33,13 @@ class DirtOptions:
     :param zero_distance_share: trips recorded with 0 miles.
     :param absurd_distance_share: trips recorded with 200,000+ miles.
     :param null_block_share: one contiguous block of rows whose trip details are null.
+    :param meter_fault_share: meter faults: a fare 5-20 times what the distance and time give.
+    :param gps_fault_share: GPS faults: a distance impossible for the duration (150-500 mph).
+    :param tip_over_fare_share: data-entry faults: a tip 1.5-5 times the fare.
+    :param fare_without_distance_share: data-entry faults: a fare recorded with 0 miles and 10-90 seconds.
+
+    Dirt in fares and distances is drawn only for the trip types whose records carry them (not fhv); at 5e-4 each
+    the four per-trip faults keep the default dirt under 1 % of the rows.
     """
 
     out_of_month_share: float = 2e-5
@@ -32,6 +47,10 @@ class DirtOptions:
     zero_distance_share: float = 5e-3
     absurd_distance_share: float = 2e-6
     null_block_share: float = 1e-3
+    meter_fault_share: float = 5e-4
+    gps_fault_share: float = 5e-4
+    tip_over_fare_share: float = 5e-4
+    fare_without_distance_share: float = 5e-4
 
     def __post_init__(self) -> None:
         for name, share in asdict(self).items():
@@ -40,20 +59,28 @@ class DirtOptions:
 
     @classmethod
     def clean(cls) -> DirtOptions:
-        return cls(0.0, 0.0, 0.0, 0.0, 0.0)
+        return cls(**dict.fromkeys((f.name for f in fields(cls)), 0.0))
 
     def to_json(self) -> dict[str, float]:
         return asdict(self)
 
 
+# The fault kind of each kind of dirt, as the trip labels name it (DirtOptions' fields without "_share").
+FAULT_KINDS = tuple(f.name.removesuffix("_share") for f in fields(DirtOptions))
+# The kinds in fare, distance, duration and tip, which per-trip features see; the others change the pickup date
+# (out_of_month) or null columns no trip feature reads (null_block).
+TRIP_FEATURE_FAULTS = tuple(kind for kind in FAULT_KINDS if kind not in ("out_of_month", "null_block"))
+
+
 @dataclass(frozen=True)
 class ChunkDirt:
-    """How many rows of one chunk carry each kind of dirt; null_block is (first row, length) or None."""
+    """How many rows of one chunk carry each kind of dirt; null_block is (first row, length) or None.
+
+    :param faults: rows of each kind drawn by split_rows (FAULT_KINDS but out_of_month and null_block).
+    """
 
     out_of_month: int = 0
-    negative_fares: int = 0
-    zero_distances: int = 0
-    absurd_distances: int = 0
+    faults: dict[str, int] = field(default_factory=dict)
     null_block: tuple[int, int] | None = None
 
 

@@ -7,7 +7,15 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from taxi_anomaly.synthetic.dirt import ABSURD_MILES, out_of_month_wall_us, split_rows
+from taxi_anomaly.synthetic.dirt import (
+    ABSURD_MILES,
+    FARE_WITHOUT_DISTANCE_SECONDS,
+    GPS_FAULT_MPH,
+    METER_FAULT_FACTOR,
+    TIP_OVER_FARE_MULTIPLE,
+    out_of_month_wall_us,
+    split_rows,
+)
 from taxi_anomaly.synthetic.plan import ChunkPlan, MonthPlan
 from taxi_anomaly.synthetic.tables import Trips, build_table
 from taxi_anomaly.synthetic.timeline import SLOT_MINUTES, US_PER_SECOND
@@ -17,8 +25,16 @@ _WAIT_MEDIAN_SECONDS = 300.0  # request to pickup, for-hire trips
 _WAIT_SIGMA = 0.5
 
 
-def draw_chunk(plan: MonthPlan, chunk: ChunkPlan) -> pa.Table:
-    """All rows of one chunk as a table in the trip type's TLC schema; the chunk's own seed makes it repeatable."""
+@dataclass(frozen=True)
+class DrawnChunk:
+    """One chunk's rows in the trip type's TLC schema, and which of them carry each fault kind (chunk row indices)."""
+
+    table: pa.Table
+    faults: dict[str, np.ndarray]
+
+
+def draw_chunk(plan: MonthPlan, chunk: ChunkPlan) -> DrawnChunk:
+    """All rows of one chunk and their fault labels; the chunk's own seed makes it repeatable."""
     rng = np.random.default_rng(chunk.seed)
     rows = _ChunkRows.draw(plan, chunk, rng)
     sampler = plan.sampler
@@ -37,12 +53,24 @@ def draw_chunk(plan: MonthPlan, chunk: ChunkPlan) -> pa.Table:
     for scoped_rows, magnitude in _episode_rows(plan, chunk, rows, pickup, "fare"):
         fare[scoped_rows] *= magnitude
         fare_factor[scoped_rows] = magnitude
-    pickup_us, dropoff_us, request_us = _wall_clock_times(plan, rows, seconds, rng)
 
     dirt = chunk.dirt
-    refunds, zeros, absurd = split_rows(rng, rows.n, dirt.negative_fares, dirt.zero_distances, dirt.absurd_distances)
-    miles[zeros] = 0.0
+    faults = dict(zip(dirt.faults, split_rows(rng, rows.n, *dirt.faults.values()), strict=True))
+    miles[faults["zero_distance"]] = 0.0
+    absurd = faults["absurd_distance"]
     miles[absurd] = rng.uniform(*ABSURD_MILES, len(absurd))
+    meter = faults["meter_fault"]
+    factor = rng.uniform(*METER_FAULT_FACTOR, len(meter))
+    fare[meter] *= factor
+    fare_factor[meter] *= factor  # flat fares too
+    gps = faults["gps_fault"]
+    miles[gps] = seconds[gps] * rng.uniform(*GPS_FAULT_MPH, len(gps)) / 3600.0
+    without_distance = faults["fare_without_distance"]
+    miles[without_distance] = 0.0
+    seconds[without_distance] = rng.integers(*FARE_WITHOUT_DISTANCE_SECONDS, len(without_distance), endpoint=True)
+    overtipped = faults["tip_over_fare"]
+    tip_multiples = rng.uniform(*TIP_OVER_FARE_MULTIPLE, len(overtipped))
+    pickup_us, dropoff_us, request_us = _wall_clock_times(plan, rows, seconds, rng)
     trips = Trips(
         pickup_us=pickup_us,
         dropoff_us=dropoff_us,
@@ -58,13 +86,18 @@ def draw_chunk(plan: MonthPlan, chunk: ChunkPlan) -> pa.Table:
         airport=routes.airport,
         congestion_zone=routes.congestion_zone,
     )
-    return build_table(
+    null_rows = _null_rows(rows.n, dirt.null_block)
+    table = build_table(
         plan.trip_type,
         rng,
         trips,
-        null_rows=_null_rows(rows.n, dirt.null_block),
-        refund_rows=refunds,
+        null_rows=null_rows,
+        refund_rows=faults["negative_fare"],
+        overtipped=(overtipped, tip_multiples),
     )
+    faults["out_of_month"] = np.arange(rows.in_month, rows.n)
+    faults["null_block"] = np.flatnonzero(null_rows) if null_rows is not None else np.empty(0, dtype=np.intp)
+    return DrawnChunk(table, faults)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""generate_month: check the request, plan the month, write its parquet and labels atomically, chunk by chunk."""
+"""generate_month: check the request, plan the month, write its parquet, labels and trip labels atomically, chunk by
+chunk."""
 
 from __future__ import annotations
 
@@ -12,13 +13,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from taxi_anomaly.synthetic.dirt import DirtOptions
-from taxi_anomaly.synthetic.draw import draw_chunk
+from taxi_anomaly.synthetic.draw import DrawnChunk, draw_chunk
 from taxi_anomaly.synthetic.episodes import EPISODE_TYPES, Episode, EpisodeRequest, default_requests
-from taxi_anomaly.synthetic.labels import Labels, labels_file_name
+from taxi_anomaly.synthetic.labels import Labels, labels_file_name, trip_labels_file_name, trip_labels_table
 from taxi_anomaly.synthetic.plan import DEFAULT_CHUNK_ROWS, ChunkPlan, MonthPlan, plan_month
 from taxi_anomaly.synthetic.schemas import DICTIONARY_COLUMNS, TIMESTAMP_ENCODING, TLC_SCHEMAS
 from taxi_anomaly.synthetic.trips import TRIP_TYPE_MODELS
@@ -35,6 +35,7 @@ class GenerationResult:
 
     data_path: Path
     labels_path: Path
+    trip_labels_path: Path
     rows: int
     episodes: list[Episode]
     dirt: dict[str, int]
@@ -58,11 +59,11 @@ def generate_month(
     dirt: bool | DirtOptions = True,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
 ) -> GenerationResult:
-    """Write `{trip_type}_tripdata_{YYYY-MM}.parquet` and its `.labels.json` into out_dir.
+    """Write `{trip_type}_tripdata_{YYYY-MM}.parquet`, its `.labels.json` and `.trip_labels.parquet` into out_dir.
 
     :param trip_type: yellow, green, fhv or fhvhv.
     :param month: YYYY-MM.
-    :param out_dir: folder for both files (created if missing).
+    :param out_dir: folder for the three files (created if missing).
     :param trips: rows to write, dirt included; a realistic count for the trip type if None.
     :param seed: same (trip_type, month, seed, options) gives byte-identical files.
     :param anomalies: "default" (one episode of each observable type), "none" (a clean month for training
@@ -84,6 +85,7 @@ def generate_month(
 
     data_path = folder / file_name(trip_type, month)
     labels_path = folder / labels_file_name(trip_type, month)
+    trip_labels_path = folder / trip_labels_file_name(trip_type, month)
     labels = Labels(
         trip_type=trip_type,
         month=str(month),
@@ -94,26 +96,32 @@ def generate_month(
         dirt=plan.dirt_totals(),
         episodes=plan.episodes,
     )
-    cpu = _write_atomically(data_path, lambda path: write_parquet(plan, path))
+    faults: list[tuple[int, dict[str, np.ndarray]]] = []
+    cpu = _write_atomically(data_path, lambda path: write_parquet(plan, path, faults))
+    _write_atomically(trip_labels_path, lambda path: pq.write_table(trip_labels_table(faults), path))
     _write_atomically(labels_path, lambda path: path.write_text(labels.to_json()))
     seconds = time.perf_counter() - started
-    return GenerationResult(data_path, labels_path, rows, plan.episodes, labels.dirt, seconds, *cpu)
+    return GenerationResult(data_path, labels_path, trip_labels_path, rows, plan.episodes, labels.dirt, seconds, *cpu)
 
 
-def write_parquet(plan: MonthPlan, path: Path) -> tuple[float, float]:
+def write_parquet(
+    plan: MonthPlan, path: Path, faults: list[tuple[int, dict[str, np.ndarray]]] | None = None
+) -> tuple[float, float]:
     """Draw and write chunk by chunk; the next chunk is drawn on a second thread while one is written.
 
     Drawing (numpy) and encoding (pyarrow) both release the GIL, so on two cores the run takes about as long as
     the slower of the two. Returns the CPU seconds of (drawing, encoding).
+
+    :param faults: if given, receives (first row of the chunk in the file, the chunk's fault rows) per chunk.
     """
     schema = TLC_SCHEMAS[plan.trip_type]
     draw_cpu = []
 
-    def draw(chunk: ChunkPlan) -> pa.Table:
+    def draw(chunk: ChunkPlan) -> DrawnChunk:
         started = time.thread_time()
-        table = draw_chunk(plan, chunk)
+        drawn = draw_chunk(plan, chunk)
         draw_cpu.append(time.thread_time() - started)
-        return table
+        return drawn
 
     encode_started = time.thread_time()
     writer = pq.ParquetWriter(
@@ -124,14 +132,19 @@ def write_parquet(plan: MonthPlan, path: Path) -> tuple[float, float]:
         column_encoding=TIMESTAMP_ENCODING[plan.trip_type],
         write_statistics=False,  # the TLC's files carry no column statistics either
     )
+    first_row = 0
     with writer, ThreadPoolExecutor(max_workers=1, thread_name_prefix="synthetic-chunk") as pool:
-        upcoming: Future[pa.Table] = pool.submit(draw, plan.chunks[0])
+        upcoming: Future[DrawnChunk] = pool.submit(draw, plan.chunks[0])
         for following in [*plan.chunks[1:], None]:
-            table = upcoming.result()
+            drawn = upcoming.result()
             if following is not None:
                 upcoming = pool.submit(draw, following)
+            table = drawn.table
             writer.write_table(table, row_group_size=max(table.num_rows, 1))
-            del table  # (not kept alive while the next chunk is awaited)
+            if faults is not None:
+                faults.append((first_row, drawn.faults))
+            first_row += table.num_rows
+            del table, drawn  # (not kept alive while the next chunk is awaited)
     return sum(draw_cpu), time.thread_time() - encode_started
 
 

@@ -9,9 +9,10 @@ from itertools import pairwise
 
 import numpy as np
 
-from taxi_anomaly.synthetic.dirt import ChunkDirt, DirtOptions
+from taxi_anomaly.synthetic.dirt import FAULT_KINDS, TRIP_FEATURE_FAULTS, ChunkDirt, DirtOptions
 from taxi_anomaly.synthetic.episodes import Episode, EpisodeRequest, plan_episodes
 from taxi_anomaly.synthetic.profile import ZONE_COUNT, Profile, load_profile
+from taxi_anomaly.synthetic.schemas import FARE_COLUMN
 from taxi_anomaly.synthetic.timeline import MonthTimeline, wall_us
 from taxi_anomaly.synthetic.trips import TRIP_TYPE_MODELS, TripSampler, ZoneSampler
 from taxi_anomaly.tlc import TRIP_TYPES, YearMonth
@@ -61,14 +62,14 @@ class MonthPlan:
         return [effect.episode for effect in self.effects]
 
     def dirt_totals(self) -> dict[str, int]:
+        """Rows of each fault kind, as `{kind}_rows`."""
         chunks = [chunk.dirt for chunk in self.chunks]
-        return {
-            "out_of_month_rows": sum(d.out_of_month for d in chunks),
-            "negative_fare_rows": sum(d.negative_fares for d in chunks),
-            "zero_distance_rows": sum(d.zero_distances for d in chunks),
-            "absurd_distance_rows": sum(d.absurd_distances for d in chunks),
-            "null_block_rows": sum(d.null_block[1] for d in chunks if d.null_block),
+        totals = {
+            "out_of_month": sum(d.out_of_month for d in chunks),
+            "null_block": sum(d.null_block[1] for d in chunks if d.null_block),
         }
+        totals |= {kind: sum(d.faults[kind] for d in chunks) for kind in chunks[0].faults}
+        return {f"{kind}_rows": totals[kind] for kind in FAULT_KINDS}
 
 
 def plan_month(
@@ -159,13 +160,14 @@ def _chunks(
     sizes = in_month + stray_counts
     block = _null_block(sizes, round(dirt.null_block_share * plan.rows), rng)
     seeds = chunk_root.spawn(len(sizes))
+    shares = dirt.to_json()
+    if plan.trip_type not in FARE_COLUMN:  # nothing to corrupt: the records carry neither fare nor distance
+        shares |= {f"{kind}_share": 0.0 for kind in TRIP_FEATURE_FAULTS}
     chunks = []
     for index, (first, stop) in enumerate(pairwise(bounds)):
         chunk_dirt = ChunkDirt(
             out_of_month=int(stray_counts[index]),
-            negative_fares=int(rng.binomial(sizes[index], dirt.negative_fare_share)),
-            zero_distances=int(rng.binomial(sizes[index], dirt.zero_distance_share)),
-            absurd_distances=int(rng.binomial(sizes[index], dirt.absurd_distance_share)),
+            faults={kind: int(rng.binomial(sizes[index], shares[f"{kind}_share"])) for kind in TRIP_FEATURE_FAULTS},
             null_block=block[1] if block and block[0] == index else None,
         )
         touched = np.unique(plan.slot_episode[first:stop])

@@ -100,6 +100,7 @@ PICKUP_COLUMN = {
 }
 FARE_COLUMN = {"yellow": "fare_amount", "green": "fare_amount", "fhvhv": "base_passenger_fare"}
 DISTANCE_COLUMN = {"yellow": "trip_distance", "green": "trip_distance", "fhvhv": "trip_miles"}
+TIP_COLUMN = {"yellow": "tip_amount", "green": "tip_amount", "fhvhv": "tips"}
 
 # Money columns: all negative on a refund row (fhvhv driver_pay stays positive: the driver is still paid).
 MONEY_COLUMNS: dict[str, tuple[str, ...]] = {

@@ -9,7 +9,7 @@ from functools import lru_cache
 import numpy as np
 import pyarrow as pa
 
-from taxi_anomaly.synthetic.schemas import MONEY_COLUMNS, NULL_BLOCK_COLUMNS, TLC_SCHEMAS
+from taxi_anomaly.synthetic.schemas import FARE_COLUMN, MONEY_COLUMNS, NULL_BLOCK_COLUMNS, TIP_COLUMN, TLC_SCHEMAS
 from taxi_anomaly.synthetic.timeline import US_PER_SECOND
 
 _NIGHT = np.isin(np.arange(24), [20, 21, 22, 23, 0, 1, 2, 3, 4, 5])
@@ -86,13 +86,18 @@ def build_table(
     *,
     null_rows: np.ndarray | None = None,
     refund_rows: np.ndarray | None = None,
+    overtipped: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> pa.Table:
     """The trips as a table in the trip type's TLC schema.
 
     :param null_rows: rows whose trip details are missing (the type's NULL_BLOCK_COLUMNS become null).
     :param refund_rows: indices of rows recorded as refunds: the type's MONEY_COLUMNS negated.
+    :param overtipped: (rows, multiples): those rows' tip is their fare times the multiple (a data-entry fault),
+        and their total follows.
     """
     columns = _BUILDERS[trip_type](rng, trips)
+    if overtipped is not None and len(overtipped[0]) and trip_type in TIP_COLUMN:
+        _overstate_tips(trip_type, columns, *overtipped)
     schema = TLC_SCHEMAS[trip_type]
     nullable = set(NULL_BLOCK_COLUMNS[trip_type]) if null_rows is not None else set()
     refunded = set(MONEY_COLUMNS[trip_type]) if refund_rows is not None and len(refund_rows) else set()
@@ -108,6 +113,16 @@ def build_table(
         for f in schema
     ]
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _overstate_tips(trip_type: str, columns: dict[str, Column], rows: np.ndarray, multiples: np.ndarray) -> None:
+    fare, tip = columns[FARE_COLUMN[trip_type]], columns[TIP_COLUMN[trip_type]]
+    assert isinstance(fare, np.ndarray) and isinstance(tip, np.ndarray)  # (drawn amounts, not Cents or Strings)
+    before = np.round(tip[rows], 2)
+    tip[rows] = fare[rows] * multiples
+    total = columns.get("total_amount")
+    if isinstance(total, np.ndarray):  # (fhvhv records carry no total)
+        total[rows] += np.round(tip[rows], 2) - before
 
 
 def _to_arrow(
