@@ -2,9 +2,10 @@
 sustainable rate, for each scoring mode (real-time, continuous, micro-batch with the pandas UDF) in the same run.
 
 Per mode, a scenario of its own (tests/streaming/event_scenario.py: topics, a KDD Cup 99 model fitted on half of
-the normal records and promoted, the scoring job as a real process). After a warm-up, KDD records drawn from the
-whole file are replayed at each rate of --rates (events/s; `max` = unthrottled) for --seconds, each phase with
-event ids of its own. Per phase:
+the normal records and promoted, the scoring job as a real process). After a warm-up, KDD records (--attack-share of
+them attacks, the rest normal traffic; serialised before the clock runs) are replayed at each rate of --rates
+(events/s; `max` = unthrottled) for --seconds (at most --max-events), each phase with event ids of its own. Per
+phase:
 - latency of every alert: when the alerts reader received it minus the event's production time (the replay
   stamps produced_at_ms as it hands the event to the producer); p50 / p95 / p99;
 - achieved replay rate; catch-up: from the end of the replay until the last expected alert arrived (a mode
@@ -68,15 +69,16 @@ class MemorySampler:
 
 def run_phase(scenario: Any, frame: Any, model: Any, rows: np.ndarray, source: str, rate: float | None) -> dict:
     """Replay `rows` under ids of `source`, wait for every expected alert; the phase's figures."""
-    from taxi_anomaly.streaming.event_replay import kdd_events, replay_events
+    from taxi_anomaly.streaming.event_replay import kdd_events, prepared_events, replay_events
     from taxi_anomaly.streaming.replay import event_id, producer_for
 
     scores = model.score_numpy(model.inputs_numpy(frame.iloc[rows]))
     ids = [event_id(source, int(frame.index[r])) for r in rows]
     expected = {eid for eid, s in zip(ids, scores, strict=True) if s > model.threshold}
     producer = producer_for(scenario.roles["replay"], **{"linger.ms": 1})
+    events = list(prepared_events(kdd_events(frame, source, rows)))  # serialised before the clock runs
     started = time.time()
-    stats = replay_events(kdd_events(frame, source, rows), producer, scenario.topics["events"].name, rate=rate)
+    stats = replay_events(events, producer, scenario.topics["events"].name, rate=rate)
     replay_end = time.time()
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and not expected <= scenario.alerts.keys():
@@ -105,12 +107,24 @@ def run_phase(scenario: Any, frame: Any, model: Any, rows: np.ndarray, source: s
 
 
 def bench_mode(platform: Any, spark: Any, model: Any, frame: Any, mode: str, args: argparse.Namespace) -> dict:
+    from taxi_anomaly import kdd
     from tests.streaming.event_scenario import EventScenario
 
     tmp = Path(tempfile.mkdtemp(prefix=f"bench-event-{mode}-"))
     scenario = EventScenario(platform, spark, tmp)
     scenario.create_topics()
     rng = np.random.default_rng(7)
+    is_normal = (frame[kdd.LABEL] == kdd.NORMAL).to_numpy()
+    normal, attacks = np.flatnonzero(is_normal), np.flatnonzero(~is_normal)
+
+    def draw(count: int) -> np.ndarray:
+        """`count` distinct records, an `attack_share` of them attacks, in random order."""
+        n_attacks = int(round(count * args.attack_share))
+        picked = np.concatenate(
+            [rng.choice(attacks, n_attacks, replace=False), rng.choice(normal, count - n_attacks, replace=False)]
+        )
+        return rng.permutation(picked)
+
     try:
         version = scenario.save_and_promote(model)
         scenario.start_reading()
@@ -119,14 +133,14 @@ def bench_mode(platform: Any, spark: Any, model: Any, frame: Any, mode: str, arg
         memory = MemorySampler(scenario.process.pid)
         t0 = time.monotonic()
         scenario.wait_running()
-        warm = run_phase(scenario, frame, model, rng.choice(len(frame), WARM_UP_EVENTS), "warm-up", 1000.0)
+        warm = run_phase(scenario, frame, model, draw(WARM_UP_EVENTS), "warm-up", 1000.0)
         result: dict[str, Any] = {"mode": mode, "model_version": version, "start_s": round(time.monotonic() - t0, 1)}
         result["warm_up"] = warm
         phases = []
         for i, rate_text in enumerate(args.rates.split(",")):
             rate = None if rate_text == "max" else float(rate_text)
-            count = args.max_events if rate is None else int(rate * args.seconds)
-            rows = rng.choice(len(frame), count)
+            count = args.max_events if rate is None else min(int(rate * args.seconds), args.max_events)
+            rows = draw(count)
             phase = run_phase(scenario, frame, model, rows, f"phase-{i}-{rate_text}", rate)
             phases.append(phase)
             print(json.dumps({"mode": mode, **phase}), flush=True)
@@ -142,7 +156,9 @@ def main() -> int:
     parser.add_argument("--modes", default="real-time,continuous,micro-batch")
     parser.add_argument("--rates", default="1000,5000,20000,max")
     parser.add_argument("--seconds", type=float, default=15.0)
-    parser.add_argument("--max-events", type=int, default=200_000, help="events of the unthrottled phase")
+    parser.add_argument("--max-events", type=int, default=90_000, help="events of the unthrottled phase")
+    # The 10% file is 80 % attacks; a monitored network sees mostly normal traffic.
+    parser.add_argument("--attack-share", type=float, default=0.1, help="share of attack records replayed")
     parser.add_argument("--family", default="unsupervised_forest")
     parser.add_argument("--interval", default="10 seconds", help="real-time batch length / continuous epoch")
     parser.add_argument("--micro-batch-interval", default="0 seconds")

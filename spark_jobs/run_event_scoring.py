@@ -28,7 +28,7 @@ def parse_args(argv: list[str]) -> tuple[EventStreamArgs, str | None]:
     parser.add_argument("--feature-set", required=True, help="the events' feature set, e.g. kddcup99")
     parser.add_argument("--models-uri", required=True)
     parser.add_argument("--checkpoint-uri", required=True)
-    parser.add_argument("--mode", default=ScoringMode.REAL_TIME.value, choices=[m.value for m in ScoringMode])
+    parser.add_argument("--mode", default=defaults["mode"].value, choices=[m.value for m in ScoringMode])
     parser.add_argument("--model-version", default=PROMOTED, help="'promoted' (the pointer) or a version")
     parser.add_argument("--events-topic", default=defaults["events_topic"])
     parser.add_argument("--alerts-topic", default=defaults["alerts_topic"])

@@ -22,7 +22,7 @@ from local_platform.services.kafka import KAFKA_PRINCIPALS
 from local_platform.spark import spark_env
 from taxi_anomaly import kdd, layout
 from taxi_anomaly.streaming import provision
-from taxi_anomaly.streaming.event_replay import kdd_events, replay_events
+from taxi_anomaly.streaming.event_replay import kdd_events, prepared_events, replay_events
 from taxi_anomaly.streaming.replay import ReplayStats, producer_for
 from taxi_anomaly.streaming.settings import KafkaSettings
 from taxi_anomaly.streaming.topics import Topic
@@ -32,12 +32,22 @@ SOURCE = kdd.FILE_NAME
 
 @dataclass
 class AlertLog:
-    """Every alert message read, in order: (key, value, time received by the reader)."""
+    """Every message read from a topic, in order: (key, raw value, time received by the reader). Values are
+    parsed when asked for, not as they arrive: the reader shares the machine with the job it measures."""
 
-    messages: list[tuple[str, dict[str, Any], float]] = field(default_factory=list)
+    raw: list[tuple[str, bytes, float]] = field(default_factory=list)
+    _keys: set[str] = field(default_factory=set)
+
+    def add(self, key: str, value: bytes, received: float) -> None:
+        self.raw.append((key, value, received))
+        self._keys.add(key)
 
     def keys(self) -> set[str]:
-        return {key for key, _, _ in self.messages}
+        return set(self._keys)
+
+    @property
+    def messages(self) -> list[tuple[str, dict[str, Any], float]]:
+        return [(key, json.loads(value), received) for key, value, received in list(self.raw)]
 
     def by_key(self) -> dict[str, list[dict[str, Any]]]:
         grouped: dict[str, list[dict[str, Any]]] = {}
@@ -167,7 +177,7 @@ class EventScenario:
     # events in, alerts out -------------------------------------------------------------------------------
     def replay(self, frame: Any, rows: Any, rate: float | None = None, on_produced: Any = None) -> ReplayStats:
         producer = producer_for(self.roles["replay"], **{"linger.ms": 1})
-        events = kdd_events(frame, SOURCE, rows)
+        events = prepared_events(kdd_events(frame, SOURCE, rows))
         return replay_events(events, producer, self.topics["events"].name, rate=rate, on_produced=on_produced)
 
     def produce_raw(self, messages: list[tuple[str, bytes]]) -> None:
@@ -201,15 +211,14 @@ class EventScenario:
                 message = consumer.poll(0.05)
                 if message is None or message.error():
                     continue
-                received = time.time()
-                log.messages.append((message.key().decode(), json.loads(message.value()), received))
+                log.add(message.key().decode(), message.value(), time.time())
         finally:
             consumer.close()
 
     def wait_for_keys(self, log: AlertLog, expected: set[str], timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if expected <= log.keys():
+            if expected <= log._keys:
                 return
             if self.process is not None:
                 assert self.process.poll() is None, f"job died:\n{self.log_tail()}"

@@ -1,7 +1,8 @@
-"""Per-event scoring end to end on the platform: KDD Cup 99 records replayed into Kafka, scored by the promoted
-model in Spark's real-time mode as a real process, killed with -9 while events arrive and restarted: every
+"""Per-event scoring end to end on the platform: KDD Cup 99 records replayed into Kafka and scored by the
+promoted model, in the default mode, as a real process killed with -9 while events arrive and restarted: every
 event the model flags in batch is alerted (no loss, no other alert), a re-published alert is the same alert, and
-malformed events are dead letters with their reason."""
+malformed events are dead letters with their reason. Every mode runs the same query body
+(tests/spark_jobs/test_event_stream.py); bench/bench_event_latency.py runs all three."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 
 from anomaly_detection.event_models import EventFamily, fit_event_model
+from anomaly_detection.event_stream import DEFAULT_MODE
 from taxi_anomaly import kdd
 from taxi_anomaly.streaming.replay import event_id
 from tests.streaming.event_scenario import SOURCE, EventScenario
@@ -48,7 +50,7 @@ def test_alerts_survive_a_kill_and_match_the_batch_flags(platform, spark, tmp_pa
     try:
         version = scenario.save_and_promote(model)
         scenario.start_reading()
-        scenario.start_job("real-time", interval="5 seconds")
+        scenario.start_job(DEFAULT_MODE.value)
         scenario.wait_running()
 
         good = json.loads(_one_event(kdd_frame))
@@ -67,7 +69,7 @@ def test_alerts_survive_a_kill_and_match_the_batch_flags(platform, spark, tmp_pa
         time.sleep(1.0)
         scenario.kill_job()
         replay.join()
-        scenario.start_job("real-time", interval="5 seconds")
+        scenario.start_job(DEFAULT_MODE.value)
         scenario.wait_for_keys(scenario.alerts, flagged, timeout=180)
         time.sleep(3)  # anything still in flight
     finally:
