@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.bench_spark_job import tree_cpu_seconds
+from bench import bench_spark_job
 from taxi_anomaly.ingest.settings import shared_data_dir
 
 KDD = shared_data_dir() / "kddcup99" / "kddcup.data_10_percent.gz"
@@ -68,13 +68,7 @@ class JvmLog:
 def timed(log: JvmLog, fn: Callable[[], Any], rows: int | None = None) -> tuple[dict[str, Any], Any]:
     """Wall and CPU seconds of `fn()` (rows/s if `rows`), the 1-minute load before and after, and the JVM log's
     code-generation warnings meanwhile; and what `fn` returned."""
-    load, cpu, started = os.getloadavg()[0], tree_cpu_seconds(), time.perf_counter()
-    value = fn()
-    seconds = time.perf_counter() - started
-    result: dict[str, Any] = {"seconds": round(seconds, 2), "cpu_s": round(tree_cpu_seconds() - cpu, 1)}
-    if rows is not None:
-        result["rows_per_s"] = round(rows / seconds)
-    result["load_1min"] = [round(load, 1), round(os.getloadavg()[0], 1)]
+    result, value = bench_spark_job.measured(fn, rows)
     result["jvm_log"] = {k: v for k, v in log.counts().items() if v}
     return result, value
 

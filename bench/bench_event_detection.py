@@ -15,28 +15,16 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.bench_spark_job import tree_cpu_seconds
+from bench.bench_spark_job import measured as timed
 from taxi_anomaly.ingest.settings import shared_data_dir
 
 KDD = shared_data_dir() / "kddcup99" / "kddcup.data_10_percent.gz"
 BIG_ATTACKS = ("smurf", "neptune", "back", "satan", "ipsweep", "portsweep", "warezclient", "teardrop")
-
-
-def timed(fn: Callable[[], Any], rows: int | None = None) -> tuple[dict[str, Any], Any]:
-    load, cpu, started = os.getloadavg()[0], tree_cpu_seconds(), time.perf_counter()
-    value = fn()
-    seconds = time.perf_counter() - started
-    result: dict[str, Any] = {"seconds": round(seconds, 2), "cpu_s": round(tree_cpu_seconds() - cpu, 1)}
-    if rows is not None:
-        result["rows_per_s"] = round(rows / seconds)
-    result["load_1min"] = [round(load, 1), round(os.getloadavg()[0], 1)]
-    return result, value
 
 
 def scoring(rows: Any, model: Any, native: bool, n_rows: int, repeat: int) -> dict[str, Any]:

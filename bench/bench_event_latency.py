@@ -43,6 +43,19 @@ def percentiles(values: list[float]) -> dict[str, float | int | None]:
     return {"p50": round(float(q[0]), 1), "p95": round(float(q[1]), 1), "p99": round(float(q[2]), 1), "n": len(values)}
 
 
+def cpu_seconds(pid: int, children: bool = True) -> float:
+    """User + system CPU seconds of a process (and its descendants)."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in [root, *(root.children(recursive=True) if children else [])]:
+        try:
+            times = proc.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            pass
+    return total
+
+
 class MemorySampler:
     """Peak resident memory of a process tree, sampled every second."""
 
@@ -77,12 +90,15 @@ def run_phase(scenario: Any, frame: Any, model: Any, rows: np.ndarray, source: s
     expected = {eid for eid, s in zip(ids, scores, strict=True) if s > model.threshold}
     producer = producer_for(scenario.roles["replay"], **{"linger.ms": 1})
     events = list(prepared_events(kdd_events(frame, source, rows)))  # serialised before the clock runs
+    cpu_before = {"bench": cpu_seconds(os.getpid(), children=False), "job": cpu_seconds(scenario.process.pid)}
     started = time.time()
     stats = replay_events(events, producer, scenario.topics["events"].name, rate=rate)
     replay_end = time.time()
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and not expected <= scenario.alerts.keys():
         time.sleep(0.2)
+    cpu = {name: round(cpu_seconds(pid, children=name == "job") - cpu_before[name], 1)
+           for name, pid in (("bench", os.getpid()), ("job", scenario.process.pid))}  # fmt: skip
     phase_ids = set(ids)
     first_arrival: dict[str, float] = {}
     copies: dict[str, int] = {}
@@ -103,6 +119,10 @@ def run_phase(scenario: Any, frame: Any, model: Any, rows: np.ndarray, source: s
         "alerts_published_again": sum(n - 1 for n in copies.values()),
         "catch_up_s": round(max(0.0, last - replay_end), 2),
         "latency_ms": percentiles(arrived),
+        # CPU seconds from the start of the replay to the last alert: this process (the replay and the alerts
+        # reader) and the scoring job's process tree; the machine has 2 cores.
+        "cpu_s": cpu,
+        "wall_s": round(max(last, replay_end) - started, 1),
     }
 
 

@@ -31,8 +31,10 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -95,6 +97,19 @@ def tree_cpu_seconds() -> float:
         except psutil.NoSuchProcess:
             pass
     return total
+
+
+def measured(fn: Callable[[], Any], rows: int | None = None) -> tuple[dict[str, Any], Any]:
+    """Wall and CPU seconds of `fn()` (rows/s if `rows`) and the 1-minute load before and after; and what `fn`
+    returned."""
+    load, cpu, started = os.getloadavg()[0], tree_cpu_seconds(), time.perf_counter()
+    value = fn()
+    seconds = time.perf_counter() - started
+    result: dict[str, Any] = {"seconds": round(seconds, 2), "cpu_s": round(tree_cpu_seconds() - cpu, 1)}
+    if rows is not None:
+        result["rows_per_s"] = round(rows / seconds)
+    result["load_1min"] = [round(load, 1), round(os.getloadavg()[0], 1)]
+    return result, value
 
 
 def timed(results: dict, name: str, rows: int, fn) -> object:

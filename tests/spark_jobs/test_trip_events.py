@@ -18,7 +18,14 @@ from anomaly_detection.event_features import TRIPS, feature_set_named, read_trip
 from anomaly_detection.event_models import EventFamily, EventModel, fit_event_model, score_events
 from anomaly_detection.event_stream import parse_events, record_schema_of, scored_messages
 from taxi_anomaly import trip_events
-from taxi_anomaly.synthetic import FAULT_KINDS, faulty_rows, generate_month, load_trip_labels, score_trip_faults
+from taxi_anomaly.synthetic import (
+    FAULT_KINDS,
+    TRIP_FAULTS,
+    faulty_rows,
+    generate_month,
+    load_trip_labels,
+    score_trip_faults,
+)
 
 pytestmark = [
     pytest.mark.spark,
@@ -41,7 +48,7 @@ def months(spark, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[p
     folder = tmp_path_factory.mktemp("trips")
     frames = {}
     for role, month, seed in (("fit", "2024-03", 1), ("evaluate", "2024-04", 2)):
-        result = generate_month("yellow", month, folder / role, trips=TRIPS_PER_MONTH, seed=seed)
+        result = generate_month("yellow", month, folder / role, trips=TRIPS_PER_MONTH, seed=seed, dirt=TRIP_FAULTS)
         records = read_trip_records(spark, str(result.data_path), "yellow").toPandas()
         frames[role] = (records, load_trip_labels(result.trip_labels_path), result.data_path)
     return frames

@@ -7,8 +7,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import signal
-import subprocess
 import threading
 import time
 import uuid
@@ -17,15 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from local_platform.config import REPO_ROOT
-from local_platform.connections import connection_definitions
-from local_platform.services.kafka import KAFKA_PRINCIPALS
 from local_platform.spark import spark_env
 from taxi_anomaly import kdd, layout
-from taxi_anomaly.streaming import provision
 from taxi_anomaly.streaming.event_replay import kdd_events, prepared_events, replay_events
 from taxi_anomaly.streaming.replay import ReplayStats, producer_for
-from taxi_anomaly.streaming.settings import KafkaSettings
-from taxi_anomaly.streaming.topics import Topic
+from tests.streaming.scenario_base import ScenarioBase
 
 SOURCE = kdd.FILE_NAME
 
@@ -56,35 +50,17 @@ class AlertLog:
         return grouped
 
 
-class EventScenario:
+class EventScenario(ScenarioBase):
     """Topics of its own, a promoted per-event model, the scoring job as a process, and the replay."""
 
     def __init__(self, platform: Any, spark: Any, tmp: Path) -> None:
-        self.platform, self.spark, self.tmp = platform, spark, tmp
-        self.suffix = uuid.uuid4().hex[:8]
+        super().__init__(platform, tmp / "event-scoring.log")
+        self.spark, self.tmp = spark, tmp
         self.prefix = f"event-it-{self.suffix}"
-        self.topics = {
-            name: Topic(
-                f"tap.test-{self.suffix}.{name}",
-                partitions=2 if name == "events" else 1,
-                retention_ms=3600_000,
-                retention_bytes=1 << 28,
-            )
-            for name in ("events", "event-alerts", "dead-letters")
-        }
-        cfg, creds = platform.cfg, platform.creds
-        self.models_uri = f"s3a://{cfg.models_bucket}/{self.prefix}"
-        self.admin_settings = KafkaSettings(cfg.kafka_bootstrap, KAFKA_PRINCIPALS["admin"], creds.kafka_admin_password)
-        conns = connection_definitions(cfg, creds)
-        self.roles = {
-            r: KafkaSettings.from_connection_json(json.dumps(conns[f"tap_kafka_{r}"]))
-            for r in ("replay", "streaming", "reader")
-        }
-        self.streaming_conn = json.dumps(conns["tap_kafka_streaming"])
+        self.topics = self.test_topics(("events", "event-alerts", "dead-letters"), partitioned="events")
+        self.models_uri = f"s3a://{platform.cfg.models_bucket}/{self.prefix}"
         self.checkpoint = tmp / "checkpoint"
         self.status = tmp / "status.json"
-        self.log = tmp / "event-scoring.log"
-        self.process: subprocess.Popen[bytes] | None = None
         self.alerts = AlertLog()
         self.dead_letters = AlertLog()
         self._readers: list[threading.Thread] = []
@@ -92,15 +68,12 @@ class EventScenario:
 
     # set-up ----------------------------------------------------------------------------------------------
     def create_topics(self) -> None:
-        admin = provision.admin_client(self.admin_settings)
-        provision.ensure_topics(admin, tuple(self.topics.values()))
-        t = {k: v.name for k, v in self.topics.items()}
-        grants = {
-            "replay": {t["events"]: ("WRITE",)},
-            "streaming": {t["events"]: ("READ",), t["event-alerts"]: ("WRITE",), t["dead-letters"]: ("WRITE",)},
-            "reader": {name: ("READ",) for name in t.values()},
-        }
-        provision.ensure_acls(admin, KAFKA_PRINCIPALS, grants)
+        self.create_topics_granting(
+            {
+                "replay": {"events": ("WRITE",)},
+                "streaming": {"events": ("READ",), "event-alerts": ("WRITE",), "dead-letters": ("WRITE",)},
+            }
+        )
 
     def save_and_promote(self, model: Any) -> str:
         """Store the model in the registry under this scenario's prefix and point the promotion pointer at it."""
@@ -135,8 +108,7 @@ class EventScenario:
             "--dead-letters-topic", self.topics["dead-letters"].name, "--status-file", str(self.status),
         ]  # fmt: skip
         self.status.unlink(missing_ok=True)
-        log = open(self.log, "ab")  # noqa: SIM115 - closed with the process
-        self.process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.launch(argv, env)
 
     def wait_running(self, timeout: float = 180.0) -> None:
         """Until the job reports its query past initialising its source (continuous mode reports no progress, only
@@ -152,27 +124,6 @@ class EventScenario:
                 pass
             time.sleep(1)
         raise AssertionError(f"the scoring job reported no progress in {timeout:.0f} s:\n{self.log_tail()}")
-
-    def kill_job(self) -> None:
-        assert self.process is not None
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(30)
-        self.process = None
-
-    def stop_job(self) -> None:
-        if self.process is not None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process = None
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
 
     # events in, alerts out -------------------------------------------------------------------------------
     def replay(self, frame: Any, rows: Any, rate: float | None = None, on_produced: Any = None) -> ReplayStats:
@@ -232,6 +183,4 @@ class EventScenario:
         self._stop_reading.set()
         for thread in self._readers:
             thread.join(10)
-        admin = provision.admin_client(self.admin_settings)
-        for future in admin.delete_topics([t.name for t in self.topics.values()]).values():
-            future.result()
+        self.delete_topics()

@@ -7,8 +7,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import signal
-import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -16,15 +14,11 @@ from pathlib import Path
 from anomaly_detection import tables
 from anomaly_detection.job import main as batch_main
 from local_platform.config import REPO_ROOT
-from local_platform.connections import connection_definitions
-from local_platform.services.kafka import KAFKA_PRINCIPALS
 from local_platform.spark import spark_env
 from taxi_anomaly import layout
 from taxi_anomaly.contract import AnomalyJob
-from taxi_anomaly.streaming import provision
 from taxi_anomaly.streaming.progress import processed_offsets
-from taxi_anomaly.streaming.settings import KafkaSettings
-from taxi_anomaly.streaming.topics import Topic
+from tests.streaming.scenario_base import ScenarioBase
 
 HISTORY = ["2024-01", "2024-02", "2024-03"]
 TARGET = "2024-04"
@@ -40,7 +34,7 @@ def wait_for(check, timeout: float, what: str, interval: float = 2.0):
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-class StreamScenario:
+class StreamScenario(ScenarioBase):
     """Topics of its own, a trained and promoted model, and the streaming job as a real process."""
 
     def __init__(
@@ -52,54 +46,28 @@ class StreamScenario:
         trigger: str = "1 second",
         tables_trigger: str = "2 seconds",
     ) -> None:
-        self.platform, self.spark, self.tmp = platform, spark, tmp
+        super().__init__(platform, tmp / "stream.log")
+        self.spark, self.tmp = spark, tmp
         self.trips_per_month, self.trigger, self.tables_trigger = trips_per_month, trigger, tables_trigger
-        self.suffix = uuid.uuid4().hex[:8]
         self.prefix = f"stream-it-{self.suffix}"
         self.namespace = f"stream_{self.suffix}"
-        self.topics = {
-            name: Topic(
-                f"tap.test-{self.suffix}.{name}",
-                partitions=2 if name == "trips" else 1,
-                retention_ms=3600_000,
-                retention_bytes=1 << 28,
-            )
-            for name in ("trips", "alerts", "dead-letters", "window-scores")
-        }
-        cfg, creds = platform.cfg, platform.creds
-        self.admin_settings = KafkaSettings(cfg.kafka_bootstrap, KAFKA_PRINCIPALS["admin"], creds.kafka_admin_password)
-        conns = connection_definitions(cfg, creds)
-        self.roles = {
-            r: KafkaSettings.from_connection_json(json.dumps(conns[f"tap_kafka_{r}"]))
-            for r in ("replay", "streaming", "reader")
-        }
-        self.streaming_conn = json.dumps(conns["tap_kafka_streaming"])
+        self.topics = self.test_topics(("trips", "alerts", "dead-letters", "window-scores"), partitioned="trips")
         self.checkpoint = tmp / "checkpoint"
         self.status = tmp / "status.json"
-        self.process: subprocess.Popen | None = None
-        self.log = tmp / "stream.log"
 
     # set-up ----------------------------------------------------------------------------------------------
     def create_topics(self) -> None:
-        admin = provision.admin_client(self.admin_settings)
-        provision.ensure_topics(admin, tuple(self.topics.values()))
-        t = {k: v.name for k, v in self.topics.items()}
-        grants = {
-            "replay": {t["trips"]: ("WRITE",)},
-            "streaming": {
-                t["trips"]: ("READ",),
-                t["alerts"]: ("WRITE",),
-                t["dead-letters"]: ("WRITE",),
-                t["window-scores"]: ("READ", "WRITE"),
-            },
-            "reader": {name: ("READ",) for name in t.values()},
-        }
-        provision.ensure_acls(admin, KAFKA_PRINCIPALS, grants)
-
-    def delete_topics(self) -> None:
-        admin = provision.admin_client(self.admin_settings)
-        for future in admin.delete_topics([t.name for t in self.topics.values()]).values():
-            future.result()
+        self.create_topics_granting(
+            {
+                "replay": {"trips": ("WRITE",)},
+                "streaming": {
+                    "trips": ("READ",),
+                    "alerts": ("WRITE",),
+                    "dead-letters": ("WRITE",),
+                    "window-scores": ("READ", "WRITE"),
+                },
+            }
+        )
 
     def train(self) -> tuple[str, Path, list]:
         """Generate and land four months, train on three and score the fourth with the batch job, promote."""
@@ -183,23 +151,7 @@ class StreamScenario:
             "--trigger", self.trigger, "--tables-trigger", self.tables_trigger, "--status-file", str(self.status),
         ]  # fmt: skip
         self.status.unlink(missing_ok=True)
-        log = open(self.log, "ab")  # noqa: SIM115 - closed with the process
-        self.process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def kill_job(self) -> None:
-        assert self.process is not None
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(30)
-        self.process = None
-
-    def stop_job(self) -> None:
-        if self.process is not None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process = None
+        self.launch(argv, env)
 
     def progress(self) -> dict:
         assert self.process is not None and self.process.poll() is None, f"stream job died:\n{self.log_tail()}"
@@ -207,9 +159,6 @@ class StreamScenario:
             return json.loads(self.status.read_text())
         except (OSError, ValueError):
             return {}
-
-    def log_tail(self) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-40:])
 
     def end_offsets(self, name: str = "trips") -> dict[int, int]:
         from confluent_kafka import Consumer, TopicPartition

@@ -6,7 +6,7 @@ buckets detections are scored on; `load_trip_labels` and `score_trip_faults` sco
 Command line: `python -m taxi_anomaly.synthetic --help`.
 """
 
-from taxi_anomaly.synthetic.dirt import FAULT_KINDS, TRIP_FEATURE_FAULTS, DirtOptions
+from taxi_anomaly.synthetic.dirt import FAULT_KINDS, TRIP_FAULTS, TRIP_FEATURE_FAULTS, DirtOptions
 from taxi_anomaly.synthetic.episodes import EPISODE_KINDS, EPISODE_TYPES, Episode, EpisodeRequest
 from taxi_anomaly.synthetic.generator import OBSERVABLE_TYPES, GenerationResult, generate_month
 from taxi_anomaly.synthetic.labels import (
@@ -30,6 +30,7 @@ __all__ = [
     "EPISODE_TYPES",
     "FARE_COLUMN",
     "FAULT_KINDS",
+    "TRIP_FAULTS",
     "OBSERVABLE_TYPES",
     "PICKUP_COLUMN",
     "TLC_SCHEMAS",

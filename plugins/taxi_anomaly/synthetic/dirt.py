@@ -38,8 +38,8 @@ class DirtOptions:
     :param tip_over_fare_share: data-entry faults: a tip 1.5-5 times the fare.
     :param fare_without_distance_share: data-entry faults: a fare recorded with 0 miles and 10-90 seconds.
 
-    Dirt in fares and distances is drawn only for the trip types whose records carry them (not fhv); at 5e-4 each
-    the four per-trip faults keep the default dirt under 1 % of the rows.
+    Dirt in fares and distances is drawn only for the trip types whose records carry them (not fhv). The four
+    per-trip faults are off by default; TRIP_FAULTS has them at 5e-4 each (the dirt stays under 1 % of the rows).
     """
 
     out_of_month_share: float = 2e-5
@@ -47,10 +47,11 @@ class DirtOptions:
     zero_distance_share: float = 5e-3
     absurd_distance_share: float = 2e-6
     null_block_share: float = 1e-3
-    meter_fault_share: float = 5e-4
-    gps_fault_share: float = 5e-4
-    tip_over_fare_share: float = 5e-4
-    fare_without_distance_share: float = 5e-4
+    # Off by default: the months the window detectors are measured on stay as they were (TRIP_FAULTS turns them on).
+    meter_fault_share: float = 0.0
+    gps_fault_share: float = 0.0
+    tip_over_fare_share: float = 0.0
+    fare_without_distance_share: float = 0.0
 
     def __post_init__(self) -> None:
         for name, share in asdict(self).items():
@@ -64,6 +65,11 @@ class DirtOptions:
     def to_json(self) -> dict[str, float]:
         return asdict(self)
 
+
+# The default dirt plus the four per-trip faults at 5e-4 each: the months per-trip detection is measured on.
+TRIP_FAULTS = DirtOptions(
+    meter_fault_share=5e-4, gps_fault_share=5e-4, tip_over_fare_share=5e-4, fare_without_distance_share=5e-4
+)
 
 # The fault kind of each kind of dirt, as the trip labels name it (DirtOptions' fields without "_share").
 FAULT_KINDS = tuple(f.name.removesuffix("_share") for f in fields(DirtOptions))
