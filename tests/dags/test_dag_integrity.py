@@ -1,8 +1,8 @@
 """DAG integrity (CI): every DAG file imports cleanly, fast, without touching Variables, Connections, the metadata
 database or heavy libraries, and every DAG carries what an operator needs (owner, tags, docs, retries...).
 
-Parse-time checks run each file in a fresh interpreter, as the dag-processor does: Airflow preloaded, then the
-file parsed by DagBag while probes record any Variable, Connection or database access and any module imported.
+Parse-time checks parse each file in a fresh child of one interpreter, as the dag-processor does: Airflow
+preloaded, then the file parsed by DagBag while probes record any Variable, Connection or database access and any module imported.
 """
 
 from __future__ import annotations
@@ -42,8 +42,10 @@ HEAVY_MODULES = {
     "kubernetes",
 }
 
+# Airflow is imported once; each DAG file is then parsed in a child forked from that interpreter, as the
+# dag-processor does, so that every file starts from the same preloaded modules and nothing one file imported.
 PROBE = r"""
-import json, sys, time
+import json, os, sys, time
 from airflow.dag_processing.dagbag import DagBag
 import airflow.sdk
 from airflow.sdk import BaseHook, Connection, Variable
@@ -63,20 +65,41 @@ BaseHook.get_connection = classmethod(probe("BaseHook.get_connection", BaseHook.
 Connection.get = classmethod(probe("Connection.get", Connection.get.__func__))
 event.listen(Engine, "connect", lambda *a: calls.append("database connect"))
 
-before = {m.split(".")[0] for m in sys.modules}
-started, cpu = time.perf_counter(), time.process_time()
-bag = DagBag(dag_folder=sys.argv[1], safe_mode=False)
-seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
-after = {m.split(".")[0] for m in sys.modules}
-print(json.dumps({
-    "seconds": seconds,
-    "cpu_seconds": cpu_seconds,
-    "errors": {k: str(v) for k, v in bag.import_errors.items()},
-    "dags": sorted(bag.dags),
-    "calls": calls,
-    "new_modules": sorted(after - before),
-}))
+def parse(path):
+    before = {m.split(".")[0] for m in sys.modules}
+    started, cpu = time.perf_counter(), time.process_time()
+    bag = DagBag(dag_folder=path, safe_mode=False)
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
+    after = {m.split(".")[0] for m in sys.modules}
+    print(json.dumps({
+        "file": path,
+        "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
+        "errors": {k: str(v) for k, v in bag.import_errors.items()},
+        "dags": sorted(bag.dags),
+        "calls": calls,
+        "new_modules": sorted(after - before),
+    }), flush=True)
+
+for path in sys.argv[1:]:
+    child = os.fork()
+    if child == 0:
+        parse(path)
+        os._exit(0)
+    _, status = os.waitpid(child, 0)
+    if status:
+        sys.exit(f"parsing {path} failed (wait status {status})")
 """
+
+
+def run_probe(paths: list[str], env: dict[str, str]) -> dict[str, dict]:
+    """{file name: parse report} of the DAG files, each parsed in a child of one preloaded interpreter."""
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *paths], env=env, capture_output=True, text=True, timeout=300, cwd=REPO
+    )
+    assert done.returncode == 0, f"parse probe failed:\n{done.stderr[-3000:]}"
+    reports = [json.loads(line) for line in done.stdout.splitlines() if line.startswith('{"file"')]
+    return {os.path.basename(r["file"]): r for r in reports}
 
 
 @pytest.fixture(scope="module")
@@ -89,13 +112,8 @@ def parse_reports(tmp_path_factory) -> dict[str, dict]:
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
         PYTHONPATH=os.pathsep.join(str(REPO / d) for d in ("plugins", "spark_jobs")),
     )
-    reports = {}
-    for path in DAG_FILES:
-        done = subprocess.run(
-            [sys.executable, "-c", PROBE, str(path)], env=env, capture_output=True, text=True, timeout=120, cwd=REPO
-        )
-        assert done.returncode == 0, f"{path.name}: parse probe failed:\n{done.stderr[-3000:]}"
-        reports[path.name] = json.loads(done.stdout.strip().splitlines()[-1])
+    reports = run_probe([str(path) for path in DAG_FILES], env)
+    assert set(reports) == {path.name for path in DAG_FILES}, f"reports for {sorted(reports)} only"
     return reports
 
 
@@ -126,10 +144,7 @@ def test_the_probe_would_see_a_variable_read_and_a_heavy_import(tmp_path, parse_
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CONN_", "AIRFLOW_VAR_", "AIRFLOW__"))}
     env["AIRFLOW_HOME"] = str(tmp_path / "home")
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE, str(bad)], env=env, capture_output=True, text=True, timeout=120, cwd=REPO
-    )
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    report = run_probe([str(bad)], env)[bad.name]
     assert any(c.startswith("Variable.get") for c in report["calls"])
     assert "pandas" in report["new_modules"]
 
