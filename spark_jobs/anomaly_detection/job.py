@@ -74,7 +74,8 @@ def train_bundle(spark: SparkSession, args: AnomalyJob) -> tuple[ModelBundle, in
     windows = window_table(spark, args, args.train_months).cache()
     windows.count()
     profile = seasonal_profile(windows).cache()
-    training = build_features(windows, profile).select(*MODEL_FEATURES).cache()
+    # The lags are not model inputs: without them, training skips two self-joins of the window table.
+    training = build_features(windows, profile, with_lags=False).select(*MODEL_FEATURES).cache()
     try:
         detector = fit_detector(training, spec, MODEL_FEATURES)
         bundle = ModelBundle(detector=detector, profile=profile.toPandas())

@@ -2,7 +2,8 @@
 database or heavy libraries, and every DAG carries what an operator needs (owner, tags, docs, retries...).
 
 Parse-time checks parse each file in a fresh child of one interpreter, as the dag-processor does: Airflow
-preloaded, then the file parsed by DagBag while probes record any Variable, Connection or database access and any module imported.
+preloaded, then the file parsed by DagBag while probes record any Variable, Connection or database access and any
+module imported.
 """
 
 from __future__ import annotations

@@ -11,7 +11,10 @@
    models into iceberg.taxi.*, Trino checks the counts, and the Superset dashboards are refreshed (the borough
    panel shows the fhvhv borough windows in the dashboard's default view);
 5. the stream: the streaming job starts (`make stream-up`), the fhvhv month is replayed into Kafka at 5,000
-   events/s, and alerts are printed as they arrive (taxi_anomaly.streaming.demo; --no-stream skips it).
+   events/s, and alerts are printed as they arrive (taxi_anomaly.streaming.demo; --no-stream skips it);
+6. per-event scoring: a KDD Cup 99 model is trained and promoted (once), the per-event scoring job starts, 20 k
+   connection records are replayed into tap.events and the first alerts are printed with their latency
+   (taxi_anomaly.streaming.event_demo; skipped with the stream).
 
 Every run is triggered through Airflow's REST API and executed by the platform's scheduler, like a trigger from
 the UI, and followed task by task. Raw files, models and run records use the key prefix `demo/`. A second demo
@@ -190,9 +193,13 @@ def main(argv: list[str] | None = None) -> int:
         top_anomalies.main(["-n", "8", "--trip-type", trip_type, "--granularity", "city", "--month", month])
         print(flush=True)
     if not args.no_stream:
+        from taxi_anomaly.orchestration.locations import Locations
         from taxi_anomaly.streaming.demo import run_stream_demo
+        from taxi_anomaly.streaming.event_demo import run_event_demo
 
         run_stream_demo(generated / f"fhvhv_tripdata_{TARGETS['fhvhv']}.parquet", REPO_ROOT, args.data_dir)
+        print(flush=True)
+        run_event_demo(REPO_ROOT, args.data_dir, Locations(prefix=args.prefix).models_uri)
         print(flush=True)
     superset = json.loads(os.environ.get("AIRFLOW_CONN_TAP_SUPERSET", "{}"))
     superset_url = f"http://{superset.get('host', '127.0.0.1')}:{superset.get('port', 8088)}"
