@@ -58,6 +58,16 @@ def _jaas(module: str, **options: str) -> str:
     return f"org.apache.kafka.common.security.{module} required {body};"
 
 
+def new_cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes in URL-safe base64 (22 characters), as `kafka-storage random-uuid`
+    makes them, and like Kafka's ids never starting with '-' (the storage tool would read it as an option: one
+    fresh install in 64 failed to format its log directory)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 class KafkaService(Service):
     name = "kafka"
     process_names = ("kafka",)
@@ -147,7 +157,7 @@ class KafkaService(Service):
         """Format the KRaft log directory once, with the SCRAM credentials of every role in its first metadata."""
         if (self.log_dirs / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        cluster_id = new_cluster_id()
         scram = []
         for role, user in KAFKA_PRINCIPALS.items():
             scram += ["--add-scram", f"{SCRAM_MECHANISM}=[name={user},password={kafka_password(self.creds, role)}]"]

@@ -232,3 +232,15 @@ def test_connections_say_where_the_raw_zone_is():
     assert conns["tap_s3"]["extra"]["raw_store"] == "hdfs"
     assert conns["tap_s3"]["extra"]["raw_root"] == "hdfs://127.0.0.1:8020/tap-raw"
     assert (conns["tap_hdfs"]["port"], conns["tap_hdfs"]["login"]) == (9870, cfg.hdfs_user)
+
+
+def test_a_kafka_cluster_id_never_starts_with_a_dash(monkeypatch):
+    """The storage tool reads `-t -xyz` as an option: a random id starting with '-' failed a fresh install."""
+    import uuid
+
+    from local_platform.services import kafka
+
+    draws = iter([uuid.UUID(bytes=b"\xf8" + bytes(15)), uuid.UUID(bytes=b"\x01" + bytes(15))])
+    monkeypatch.setattr(kafka.uuid, "uuid4", lambda: next(draws))
+    cluster_id = kafka.new_cluster_id()
+    assert cluster_id == "AQAAAAAAAAAAAAAAAAAAAA" and len(cluster_id) == 22
