@@ -27,12 +27,14 @@ from taxi_anomaly.orchestration.policies import default_args
     doc_md="""
 ### Backfill a month range
 For every trip type × month of **first_month..last_month** (one mapped task group per pair, labelled
-`green 2024-01`): download → integrity check → Great Expectations validation → model version → Spark anomaly
-job → Iceberg tables verified in the Hive Metastore → Trino sanity query → run record; then one Superset refresh.
+`green 2024-01`): download → integrity check → Great Expectations validation → model version; then the Spark
+anomaly job scores every resolved month of a trip type in **one submission**; per scored month (group `scored`):
+Iceberg tables verified in the Hive Metastore → Trino sanity query → run record; then one Superset refresh.
 
 * A month the TLC has not published is **skipped**, not failed; a run in which **no** month was published fails
   (`require_a_published_month`). A rejected file fails `integrity_check` or
-  `gx_validation` with the reason (quarantine report in `tap-raw/quarantine/...`).
+  `gx_validation` with the reason (quarantine report in `tap-raw/quarantine/...`); the other months are
+  still scored.
 * **Idempotent**: an unchanged file is not downloaded again (`force_download` to insist); the job replaces the
   month's partitions, so a rerun gives the same rows.
 * **score off** lands and validates only (load the history a first training needs).
@@ -50,11 +52,10 @@ def tap_backfill() -> None:
     def month(target: Any) -> Any:
         checked = tasks.gx_validation(tasks.integrity_check(tasks.download(target)))
         checked >> data_docs
-        scored = tasks.spark_score(tasks.resolve_model(checked))
-        return tasks.record_scored(tasks.trino_sanity(tasks.verify_tables(scored)))
+        return tasks.resolve_model(checked)
 
     tasks.zone_lookup() >> plan  # the borough granularity joins the zone lookup
-    refreshed = tasks.refresh_dashboards(month.expand(target=plan))
+    refreshed = tasks.refresh_dashboards(tasks.score_months(month.expand(target=plan)))
     refreshed >> require_a_published_month()  # every month "not published" is not a success (runs ALL_DONE)
 
 

@@ -27,9 +27,10 @@ from taxi_anomaly.orchestration.policies import default_args
     doc_md="""
 ### Score newly landed months
 Runs when `tap_daily_ingest` announces landed months (Assets `tap_raw_tlc_<trip type>`). For each announced
-trip type × month: model version (the **promoted** one by default) → Spark anomaly job → Iceberg tables
-verified in the Hive Metastore → Trino sanity query (row counts equal what Spark wrote) → run record; then one
-Superset refresh. Spark runs where the Airflow Variable `tap_platform` says (`local` or `kubernetes`).
+trip type × month: model version (the **promoted** one by default); the Spark anomaly job scores the months of
+a trip type in one submission; per scored month: Iceberg tables verified in the Hive Metastore → Trino sanity
+query (row counts equal what Spark wrote) → run record; then one Superset refresh. Spark runs where the Airflow
+Variable `tap_platform` says (`local` or `kubernetes`).
 
 Docs: `docs/orchestration.md`.
 """,
@@ -37,10 +38,9 @@ Docs: `docs/orchestration.md`.
 def tap_score_landed() -> None:
     @task_group(group_id="month")
     def month(target: Any) -> Any:
-        scored = tasks.spark_score(tasks.resolve_model(target))
-        return tasks.record_scored(tasks.trino_sanity(tasks.verify_tables(scored)))
+        return tasks.resolve_model(target)
 
-    tasks.refresh_dashboards(month.expand(target=tasks.plan_from_assets()))
+    tasks.refresh_dashboards(tasks.score_months(month.expand(target=tasks.plan_from_assets())))
 
 
 tap_score_landed()

@@ -167,7 +167,8 @@ def chain(dag, first: str) -> list[str]:
 
 
 def test_the_pipeline_runs_its_steps_in_order(dagbag):
-    """download -> integrity -> GX -> model -> Spark -> Metastore -> Trino -> record -> Superset, per month."""
+    """download -> integrity -> GX -> model per month; one Spark task for the run's months; Metastore -> Trino ->
+    record per scored month; then Superset."""
     backfill = dagbag.dags["tap_backfill"]
     assert chain(backfill, "zone_lookup") == [
         "zone_lookup",
@@ -176,14 +177,16 @@ def test_the_pipeline_runs_its_steps_in_order(dagbag):
         "month.integrity_check",
         "month.gx_validation",
         "month.resolve_model",
-        "month.spark_anomaly_job",
-        "month.verify_iceberg_tables",
-        "month.trino_sanity_query",
-        "month.record_scored_month",
+        "spark_anomaly_job",
+        "scored.verify_iceberg_tables",
+        "scored.trino_sanity_query",
+        "scored.record_scored_month",
         "refresh_superset_dashboards",
         "require_a_published_month",
     ]
     assert backfill.get_task("require_a_published_month").trigger_rule == "all_done"
+    # the months that were resolved are scored even when another month failed (quarantined) or was skipped
+    assert backfill.get_task("spark_anomaly_job").trigger_rule == "all_done"
     assert chain(dagbag.dags["tap_score_landed"], "plan_months")[1:] == chain(backfill, "month.resolve_model")[:-1]
     assert chain(dagbag.dags["tap_daily_ingest"], "zone_lookup")[:-1] == chain(backfill, "zone_lookup")[:5]
     retrain = dagbag.dags["tap_weekly_retrain"]
@@ -235,7 +238,7 @@ def test_every_task_has_retries_delay_and_timeout(dagbag):
 def test_retry_policies_differ_by_kind_of_task(dagbag):
     """Downloads retry with backoff, deterministic checks never retry, Spark gets a long timeout."""
     tasks = {t.task_id: t for t in dagbag.dags["tap_backfill"].tasks}
-    download, check, spark = tasks["month.download"], tasks["month.gx_validation"], tasks["month.spark_anomaly_job"]
+    download, check, spark = tasks["month.download"], tasks["month.gx_validation"], tasks["spark_anomaly_job"]
     assert download.retries >= 2 and download.retry_exponential_backoff
     assert check.retries == 0
     assert spark.execution_timeout > download.execution_timeout >= timedelta(minutes=30)

@@ -265,6 +265,35 @@ def test_payloads_travel_as_json_and_come_back_typed_and_checked():
     assert plan.train_months == ("2025-01", "2025-02") and plan.label == "fhvhv city"
 
 
+def test_a_run_scores_each_trip_types_months_in_one_job_per_model_version():
+    """One submission per trip type (and model version): months in order, at most MONTHS_PER_JOB a job."""
+    sandbox = Sandbox(namespace="t_x", storage_prefix="t_x/")
+    v1, v2 = "v20260105T060000-1a2b3c", "v20260106T060000-4d5e6f"
+    many = [f"2024-{m:02d}" for m in range(12, 0, -1)] + ["2025-01", "2025-02"]
+    runs = [MonthRun("fhvhv", m, sandbox, model_version=v1) for m in many]
+    runs += [
+        MonthRun("green", "2024-02", sandbox, model_version=v1),
+        MonthRun("green", "2024-01", sandbox, model_version=v2),
+    ]
+    batches = steps.scoring_batches(runs)
+    assert [[r.label for r in b] for b in batches] == [
+        [f"fhvhv 2024-{m:02d}" for m in range(1, 13)],
+        ["fhvhv 2025-01", "fhvhv 2025-02"],
+        ["green 2024-01"],
+        ["green 2024-02"],
+    ]
+    assert steps.MONTHS_PER_JOB == 12
+    runtime = SimpleNamespace(locations=Locations(prefix="t_x/"), namespace="t_x")
+    job = steps.score_job(runtime, batches[0], "manual__1")
+    assert job.score_months == tuple(f"2024-{m:02d}" for m in range(1, 13))
+    assert (job.trip_type, job.model_version, job.run_id, job.namespace) == ("fhvhv", v1, "manual__1", "t_x")
+    assert AnomalyJob.from_argv(job.to_argv()) == job
+    with pytest.raises(steps.PipelineError, match="one job scores one trip type, granularity and model version"):
+        steps.score_job(runtime, batches[2] + batches[3], "manual__1")
+    with pytest.raises(steps.PipelineError, match="green 2024-01: no model version"):
+        steps.score_job(runtime, (MonthRun("green", "2024-01", sandbox),), "manual__1")
+
+
 def test_expected_windows_of_a_city_month():
     assert steps.expected_windows("city", "2024-02") == 29 * 48
     assert steps.expected_windows("city", "2025-03") == 31 * 48 - 2  # 2025-03-09: 02:00-03:00 does not exist

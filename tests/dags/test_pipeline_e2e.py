@@ -208,7 +208,7 @@ def test_history_lands_and_unpublished_months_are_skipped(history, sandbox):
         checked = tasks_named(history, "month.gx_validation")[label]["value"]
         assert checked["validation"]["passed"] and checked["validation"]["suite"]
     # score off: nothing after validation ran
-    assert all(ti["state"] == "skipped" for ti in tasks_named(history, "month.spark_anomaly_job").values())
+    assert history["tasks"]["spark_anomaly_job"]["state"] == "skipped"
     assert history["tasks"]["refresh_superset_dashboards"]["state"] == "skipped"
     store, prefix = sandbox["store"], sandbox["storage_prefix"]
     assert store.exists("tap-raw", f"{prefix}tlc/fhvhv/year=2025/month=02/_manifest.json")
@@ -257,14 +257,15 @@ def assert_scored_month(summary, sandbox, trino_admin, trip_type: str, month: st
         "tap-models", f"{sandbox['storage_prefix']}registry/{trip_type}/city/promoted.json"
     )
     assert tasks_named(summary, "month.resolve_model")[label]["value"]["model_version"] == pointer["version"]
-    assert tasks_named(summary, "month.spark_anomaly_job")[label]["value"]["backend"] == "local"
-    verified = tasks_named(summary, "month.verify_iceberg_tables")[label]["value"]
+    scored = {f"{run['trip_type']} {run['month']}": run for run in summary["tasks"]["spark_anomaly_job"]["value"]}
+    assert scored[label]["backend"] == "local" and scored[label]["run_id"] == summary["run_id"]
+    verified = tasks_named(summary, "scored.verify_iceberg_tables")[label]["value"]
     assert verified["sandbox"]["namespace"] == sandbox["namespace"]
     assert {t: v["rows"] for t, v in verified["tables"].items()} == {
         "window_features": windows,
         "anomaly_scores": windows,
     }
-    trino = tasks_named(summary, "month.trino_sanity_query")[label]["value"]
+    trino = tasks_named(summary, "scored.trino_sanity_query")[label]["value"]
     assert trino["windows"] == windows
     # What the DAG's Trino step reported is what Trino holds: one run (this one), the promoted model.
     held = trino_rows(trino_admin, sandbox["namespace"], trip_type, month)

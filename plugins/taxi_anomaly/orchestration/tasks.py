@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import TriggerRule, get_current_context, task
+from airflow.sdk import TriggerRule, get_current_context, task, task_group
 
 from taxi_anomaly.operators.superset import SupersetDashboardsOperator
 
@@ -235,14 +235,33 @@ def resolve_model(checked: XCom, params: dict[str, Any] | None = None) -> XCom:
     return run.with_(model_version=version).to_xcom()
 
 
-@task(task_id="spark_anomaly_job", map_index_template=LABEL, max_active_tis_per_dag=1, **policy("spark"))
-def spark_score(resolved: XCom, run_id: str | None = None) -> XCom:
-    """The Spark job in score mode for one month, on the backend the Variable tap_platform names."""
+# Runs once every month's chain has ended, whatever the outcome: the resolved months are scored, a month that
+# failed (quarantined) or was skipped (not published, score off) is left out (its instance pushed no XCom).
+# Not ALL_DONE_MIN_ONE_SUCCESS: that rule skips the task when any upstream instance was skipped.
+@task(
+    task_id="spark_anomaly_job",
+    trigger_rule=TriggerRule.ALL_DONE,
+    max_active_tis_per_dag=1,
+    **policy("spark"),
+)
+def spark_score(resolved: list[XCom | None] | None, run_id: str | None = None) -> list[XCom]:
+    """The Spark job in score mode, on the backend the Variable tap_platform names: one submission per trip type
+    for all its resolved months (steps.scoring_batches), one after the other. Returns the scored months."""
     from taxi_anomaly.orchestration import steps
+    from taxi_anomaly.orchestration.payloads import MonthRun
 
-    run = _month(resolved).with_(run_id=run_id)
-    backend = steps.run_spark(steps.score_job(_runtime(run.sandbox), run), get_current_context())
-    return run.with_(backend=backend).to_xcom()
+    runs = [MonthRun.from_xcom(value) for value in resolved or () if value]  # None: no instance pushed one
+    if not runs:
+        raise _skip("no month was resolved for scoring")
+    scored: list[XCom] = []
+    for batch in steps.scoring_batches(runs):
+        try:
+            job = steps.score_job(_runtime(batch[0].sandbox), batch, run_id or "")
+        except steps.PipelineError as err:
+            raise _fail(err) from err
+        backend = steps.run_spark(job, get_current_context())
+        scored += [run.with_(run_id=run_id, backend=backend).to_xcom() for run in batch]
+    return scored
 
 
 @task(task_id="verify_iceberg_tables", map_index_template=LABEL, **policy("catalog"))
@@ -273,6 +292,19 @@ def record_scored(checked: XCom) -> dict[str, Any]:
 
     run = _month(checked)
     return steps.write_record(_runtime(run.sandbox), run)
+
+
+def score_months(resolved: Any) -> Any:
+    """Scoring after `resolve_model`: the Spark job (one submission per trip type), then per scored month its
+    tables verified, Trino's sanity query and the run record (mapped task group `scored`)."""
+
+    @task_group(group_id="scored")
+    def scored_month(run: Any) -> Any:
+        verified: Any = verify_tables(run)  # an XComArg while the DAG is built
+        checked: Any = trino_sanity(verified)
+        return record_scored(checked)
+
+    return scored_month.expand(run=spark_score(resolved))
 
 
 def refresh_dashboards(upstream: Any) -> SupersetDashboardsOperator:
