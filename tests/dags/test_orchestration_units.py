@@ -393,3 +393,27 @@ def test_a_run_without_a_published_month_is_refused_with_its_range_and_source():
     )
     assert nothing_published_message(params, {"skipped": 5, "success": 1}) is None
     assert "no download task ran" in nothing_published_message(params, {})
+
+
+def test_a_second_run_in_the_due_slot_is_triggered_without_a_logical_date():
+    """trigger_in_due_slot (make demo's retraining, bench_backfill's set-up): when an earlier run already holds the
+    due slot's logical date, asking for it again was refused (HTTP 409, unique constraint); the run is then a plain
+    manual one. Airflow's answers are canned here; the real API takes this path in bench_backfill --retrain."""
+    from taxi_anomaly.orchestration.airflow_api import AirflowClient
+
+    class Canned(AirflowClient):
+        holders: list[dict[str, str]] = []
+        sent: list[dict[str, object]] = []
+
+        def _send(self, method, path, body=None, auth=True):
+            if method == "GET" and path.endswith("/dagRuns?limit=100&order_by=-run_after"):
+                return {"dag_runs": self.holders}
+            if method == "GET":
+                return {"next_dagrun_logical_date": "2026-11-30T03:00:00Z"}
+            self.sent.append(body)
+            return {"dag_run_id": body["dag_run_id"], "logical_date": body.get("logical_date")}
+
+    client = Canned("http://127.0.0.1:1", "u", "p")
+    assert client.trigger_in_due_slot("tap_weekly_retrain", {}, run_id="r1")["logical_date"] == "2026-11-30T03:00:00Z"
+    Canned.holders = [{"dag_run_id": "r1", "logical_date": "2026-11-30T03:00:00+00:00"}]
+    assert client.trigger_in_due_slot("tap_weekly_retrain", {}, run_id="r2")["logical_date"] is None

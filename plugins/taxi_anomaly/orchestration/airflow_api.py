@@ -103,8 +103,12 @@ class AirflowClient:
         """
         due = self.dag(dag_id).get("next_dagrun_logical_date")
         now = datetime.now(UTC)
-        if due and datetime.fromisoformat(due.replace("Z", "+00:00")) > now:
+        if due and _instant(due) > now:
             due = None  # nothing due yet: unpausing creates nothing before that date
+        if due and any(
+            r.get("logical_date") and _instant(r["logical_date"]) == _instant(due) for r in self.runs(dag_id)
+        ):
+            due = None  # an earlier run holds the slot (a second retraining this week): unpausing creates nothing
         return self.trigger(dag_id, conf, run_id, logical_date=due)
 
     def runs(self, dag_id: str, run_type: str | None = None) -> list[dict[str, Any]]:
@@ -171,6 +175,10 @@ class AirflowClient:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{dag_id} run {run_id} still {run['state']} after {timeout_s:.0f} s")
             time.sleep(poll_s)
+
+
+def _instant(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
 def task_label(ti: dict[str, Any]) -> str:
