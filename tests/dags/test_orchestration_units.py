@@ -294,6 +294,15 @@ def test_a_run_scores_each_trip_types_months_in_one_job_per_model_version():
         steps.score_job(runtime, (MonthRun("green", "2024-01", sandbox),), "manual__1")
 
 
+def test_a_task_after_a_mapped_group_reads_none_one_or_several_payloads():
+    """Airflow hands a task after a mapped task group None (no instance pushed), the one XCom itself (one month:
+    a single-month backfill failed on it, iterating over the dict's keys) or a list of them."""
+    one, two = MonthRun("green", "2024-01"), MonthRun("green", "2024-02")
+    assert MonthRun.all_from_xcom(None) == []
+    assert MonthRun.all_from_xcom(json.loads(json.dumps(one.to_xcom()))) == [one]
+    assert MonthRun.all_from_xcom([one.to_xcom(), None, two.to_xcom()]) == [one, two]
+
+
 def test_expected_windows_of_a_city_month():
     assert steps.expected_windows("city", "2024-02") == 29 * 48
     assert steps.expected_windows("city", "2025-03") == 31 * 48 - 2  # 2025-03-09: 02:00-03:00 does not exist

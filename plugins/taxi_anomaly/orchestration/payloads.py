@@ -35,6 +35,16 @@ class Payload:
         loaded: Self = _load(cls, data)
         return loaded
 
+    @classmethod
+    def all_from_xcom(cls, value: Any) -> list[Self]:
+        """The payloads of a task inside a mapped task group, as a task after the group receives them: Airflow
+        hands over None when no instance pushed one, the value itself when one did, a list when several did."""
+        if value is None:
+            return []
+        if isinstance(value, (Mapping, cls)):
+            return [cls.from_xcom(value)]
+        return [cls.from_xcom(item) for item in value if item]
+
     def with_(self, **changes: Any) -> Self:
         return replace(self, **changes)  # type: ignore[type-var]
 

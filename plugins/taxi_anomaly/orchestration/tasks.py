@@ -184,17 +184,14 @@ def zone_lookup(params: dict[str, Any] | None = None) -> dict[str, Any]:
     trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,
     **policy("record"),
 )
-def announce_landed(validated: list[XCom | None], outlet_events: Any = None) -> dict[str, list[str]]:
+def announce_landed(validated: list[XCom] | XCom | None, outlet_events: Any = None) -> dict[str, list[str]]:
     """One asset event per trip type that has months to score (new, changed, or never scored)."""
     from taxi_anomaly.orchestration import steps
     from taxi_anomaly.orchestration.payloads import MonthRun
     from taxi_anomaly.tlc import check_trip_type
 
     months: dict[tuple[str, Any], list[str]] = {}
-    for value in validated:
-        if not value:
-            continue
-        run = MonthRun.from_xcom(value)
+    for run in MonthRun.all_from_xcom(validated):
         if steps.needs_scoring(_runtime(run.sandbox), run):
             months.setdefault((run.trip_type, run.sandbox), []).append(run.month)
     announced: dict[str, list[str]] = {}
@@ -244,13 +241,13 @@ def resolve_model(checked: XCom, params: dict[str, Any] | None = None) -> XCom:
     max_active_tis_per_dag=1,
     **policy("spark"),
 )
-def spark_score(resolved: list[XCom | None] | None, run_id: str | None = None) -> list[XCom]:
+def spark_score(resolved: list[XCom] | XCom | None, run_id: str | None = None) -> list[XCom]:
     """The Spark job in score mode, on the backend the Variable tap_platform names: one submission per trip type
     for all its resolved months (steps.scoring_batches), one after the other. Returns the scored months."""
     from taxi_anomaly.orchestration import steps
     from taxi_anomaly.orchestration.payloads import MonthRun
 
-    runs = [MonthRun.from_xcom(value) for value in resolved or () if value]  # None: no instance pushed one
+    runs = MonthRun.all_from_xcom(resolved)
     if not runs:
         raise _skip("no month was resolved for scoring")
     scored: list[XCom] = []
