@@ -1,0 +1,105 @@
+"""Benchmark: does scoring several months in one Spark submission scale linearly? One month, then N months, each
+in its own process (the job's entry point, as spark-submit runs it), on the months `bench_backfill` landed, with
+the model it promoted; and the native floor (scan + 30-minute aggregate) of the same files in the same run.
+
+Measured per run: wall seconds of the whole process, and the job's own seconds after the session start
+(`total_after_training` of its result line: windows, features + write, scoring + write). The issue's target:
+N = 12 months at most 12.5x one month, session start excluded.
+
+    make up
+    eval "$(python3 -m local_platform env airflow)"
+    PYTHONPATH=plugins:spark_jobs:. .venv/bin/python -m bench.bench_backfill     # lands the months, once
+    PYTHONPATH=plugins:spark_jobs:. .venv/bin/python -m bench.bench_month_scaling --months 12
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from bench.bench_backfill import FIRST_MONTH, HISTORY_MONTHS, PREFIX, months_from, native_floor
+
+RESULTS = Path(__file__).parent / "results" / "month_scaling.json"
+NAMESPACE = "bench_scaling"
+ENTRY_POINT = Path(__file__).resolve().parents[1] / "spark_jobs" / "run_anomaly_detection.py"
+
+
+def run_job(months: list[str], version: str) -> dict[str, Any]:
+    """The job in score mode on `months`, in its own process; wall seconds and the job's own timings."""
+    from local_platform.config import load_config
+    from local_platform.spark import spark_env
+    from taxi_anomaly.contract import Mode
+    from taxi_anomaly.orchestration.locations import Locations
+
+    job = Locations(prefix=PREFIX).job(
+        trip_type="fhvhv",
+        mode=Mode.SCORE,
+        score_months=tuple(months),
+        namespace=NAMESPACE,
+        run_id=f"bench_scaling_{uuid.uuid4().hex[:8]}",
+        model_version=version,
+    )
+    env = {**os.environ, **spark_env(load_config())}
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, str(ENTRY_POINT), *job.to_argv()], env=env, capture_output=True, text=True, check=False
+    )
+    wall = time.monotonic() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"the job on {months[0]}..{months[-1]} failed:\n{done.stderr[-3000:]}")
+    result = next(json.loads(line) for line in done.stdout.splitlines() if line.startswith('{"status": "ok"'))
+    return {
+        "months": len(months),
+        "wall_s": round(wall, 1),
+        "after_start_s": round(result["timings_s"]["total_after_training"], 1),
+        "timings_s": {k: round(v, 1) for k, v in result["timings_s"].items()},
+        "windows_scored": result["windows_scored"],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--months", type=int, default=12)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+
+    from taxi_anomaly import layout
+    from taxi_anomaly.orchestration import demo
+    from taxi_anomaly.orchestration.locations import Locations
+
+    version = demo.promoted(PREFIX, "fhvhv")
+    if version is None:
+        raise SystemExit("no promoted fhvhv model under the bench's prefix: run bench.bench_backfill first")
+    months = months_from(FIRST_MONTH, HISTORY_MONTHS + args.months)[HISTORY_MONTHS:]
+    raw_uri = Locations(prefix=PREFIX).raw_uri
+    one, many = run_job(months[:1], version), run_job(months, version)
+    floor_one = native_floor([layout.raw_path(raw_uri, "fhvhv", months[0])])
+    floor_many = native_floor([layout.raw_path(raw_uri, "fhvhv", m) for m in months])
+    result = {
+        "run_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "load_1min_at_end": round(os.getloadavg()[0], 2),
+        "one_month": one,
+        "many_months": many,
+        "after_start_ratio": round(many["after_start_s"] / one["after_start_s"], 2),
+        "target_ratio": 12.5 * args.months / 12,
+        "native_floor": {"one_month_s": floor_one["seconds"], "many_months_s": floor_many["seconds"]},
+        "job_over_floor": {
+            "one_month": round(one["wall_s"] / floor_one["seconds"], 2),
+            "many_months": round(many["wall_s"] / floor_many["seconds"], 2),
+        },
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
