@@ -159,27 +159,31 @@ FLOOR_SCRIPT = """
 import sys, time
 from pyspark.sql import SparkSession, functions as F
 spark = SparkSession.builder.appName("bench-backfill-native-floor").getOrCreate()
-for path in sys.argv[1:]:
+by_zone = sys.argv[1] == "zone"
+for path in sys.argv[2:]:
     trips = spark.read.parquet(path)
-    bucket = F.window("pickup_datetime", "30 minutes").start
-    rows = trips.groupBy(bucket).agg(
+    keys = [F.window("pickup_datetime", "30 minutes").start] + ([F.col("PULocationID")] if by_zone else [])
+    sums = trips.groupBy(*keys).agg(
         F.count(F.lit(1)), F.sum("base_passenger_fare"), F.sum("driver_pay"), F.sum("trip_miles")
-    ).collect()
-    print(path, len(rows), flush=True)
+    )
+    if by_zone:  # every zone window computed, none brought to the driver
+        sums.write.format("noop").mode("overwrite").save()
+    else:
+        print(path, len(sums.collect()), flush=True)
 spark.stop()
 """
 
 
-def native_floor(uris: list[str]) -> dict[str, Any]:
-    """One process: scan + 30-minute aggregate of every file where the job reads it (the raw zone in MinIO,
-    through S3A); wall seconds of the whole process."""
+def native_floor(uris: list[str], granularity: str = "city") -> dict[str, Any]:
+    """One process: scan + 30-minute aggregate (per pickup zone too at zone granularity) of every file where the
+    job reads it (the raw zone in MinIO, through S3A); wall seconds of the whole process."""
     from local_platform.config import load_config
     from local_platform.spark import spark_env
 
     env = {**os.environ, **spark_env(load_config())}
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-c", FLOOR_SCRIPT, *uris], env=env, capture_output=True, text=True, check=False
+        [sys.executable, "-c", FLOOR_SCRIPT, granularity, *uris], env=env, capture_output=True, text=True, check=False
     )
     if done.returncode != 0:
         raise RuntimeError(f"the native floor failed:\n{done.stderr[-3000:]}")
@@ -209,12 +213,14 @@ def ensure_served_tables() -> None:
         raise RuntimeError(f"creating the served tables failed:\n{done.stderr[-3000:]}")
 
 
-def ensure_model(client: Any, history: list[str], sandbox: dict[str, Any], retrain: bool) -> None:
-    """History landed (score off) and a first fhvhv city model promoted, unless one is promoted already and
-    `retrain` is off."""
+def ensure_model(
+    client: Any, history: list[str], sandbox: dict[str, Any], retrain: bool, granularity: str = "city"
+) -> None:
+    """History landed (score off) and a first fhvhv model of the granularity promoted, unless one is promoted
+    already and `retrain` is off."""
     from taxi_anomaly.orchestration import demo
 
-    if demo.promoted(PREFIX, "fhvhv") and not retrain:
+    if demo.promoted(PREFIX, "fhvhv", granularity) and not retrain:
         return
     demo.run_dag(
         client,
@@ -222,7 +228,7 @@ def ensure_model(client: Any, history: list[str], sandbox: dict[str, Any], retra
         {"trip_types": ["fhvhv"], "first_month": history[0], "last_month": history[-1], "score": False} | sandbox,
     )
     # the last history month is the evaluation month, the two before it train (not the scored months, once landed)
-    conf = {"trip_types": ["fhvhv"], "granularity": "city", "train_window_months": 2, "holdout_month": history[-1]}
+    conf = {"trip_types": ["fhvhv"], "granularity": granularity, "train_window_months": 2, "holdout_month": history[-1]}
     demo.retrain(client, conf | {k: sandbox[k] for k in ("namespace", "storage_prefix")})
 
 

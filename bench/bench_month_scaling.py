@@ -1,6 +1,8 @@
 """Benchmark: does scoring several months in one Spark submission scale linearly? One month, then N months, each
 in its own process (the job's entry point, as spark-submit runs it), on the months `bench_backfill` landed, with
-the model it promoted; and the native floor (scan + 30-minute aggregate) of the same files in the same run.
+the model it promoted (city; `--granularity zone --train` trains a zone model on the same history through
+tap_weekly_retrain first); and the native floor (scan + 30-minute aggregate, per pickup zone at zone granularity)
+of the same files in the same run.
 
 Measured per run: wall seconds of the whole process, and the job's own seconds after the session start
 (`total_after_training` of its result line: windows, features + write, scoring + write). The issue's target:
@@ -10,6 +12,7 @@ N = 12 months at most 12.5x one month, session start excluded.
     eval "$(python3 -m local_platform env airflow)"
     PYTHONPATH=plugins:spark_jobs:. .venv/bin/python -m bench.bench_backfill     # lands the months, once
     PYTHONPATH=plugins:spark_jobs:. .venv/bin/python -m bench.bench_month_scaling --months 12
+    PYTHONPATH=plugins:spark_jobs:. .venv/bin/python -m bench.bench_month_scaling --granularity zone --months 3 --train
 """
 
 from __future__ import annotations
@@ -24,14 +27,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.bench_backfill import FIRST_MONTH, HISTORY_MONTHS, PREFIX, months_from, native_floor
+from bench.bench_backfill import FIRST_MONTH, HISTORY_MONTHS, NAMESPACE, PREFIX, months_from, native_floor
 
 RESULTS = Path(__file__).parent / "results" / "month_scaling.json"
-NAMESPACE = "bench_scaling"
+SCALING_NAMESPACE = "bench_scaling"
 ENTRY_POINT = Path(__file__).resolve().parents[1] / "spark_jobs" / "run_anomaly_detection.py"
 
 
-def run_job(months: list[str], version: str) -> dict[str, Any]:
+def run_job(months: list[str], version: str, granularity: str) -> dict[str, Any]:
     """The job in score mode on `months`, in its own process; wall seconds and the job's own timings."""
     from local_platform.config import load_config
     from local_platform.spark import spark_env
@@ -40,9 +43,10 @@ def run_job(months: list[str], version: str) -> dict[str, Any]:
 
     job = Locations(prefix=PREFIX).job(
         trip_type="fhvhv",
+        granularity=granularity,
         mode=Mode.SCORE,
         score_months=tuple(months),
-        namespace=NAMESPACE,
+        namespace=SCALING_NAMESPACE,
         run_id=f"bench_scaling_{uuid.uuid4().hex[:8]}",
         model_version=version,
     )
@@ -67,23 +71,34 @@ def run_job(months: list[str], version: str) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--months", type=int, default=12)
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--granularity", choices=("city", "zone"), default="city")
+    parser.add_argument("--train", action="store_true", help="train and promote a model of the granularity first")
+    parser.add_argument("--out", type=Path, default=None, help="default: results/month_scaling[_zone].json")
     args = parser.parse_args(argv)
 
     from taxi_anomaly import layout
     from taxi_anomaly.orchestration import demo
     from taxi_anomaly.orchestration.locations import Locations
 
-    version = demo.promoted(PREFIX, "fhvhv")
-    if version is None:
-        raise SystemExit("no promoted fhvhv model under the bench's prefix: run bench.bench_backfill first")
+    history = months_from(FIRST_MONTH, HISTORY_MONTHS)
     months = months_from(FIRST_MONTH, HISTORY_MONTHS + args.months)[HISTORY_MONTHS:]
+    if args.train:  # the history months are landed by bench_backfill; the last one evaluates, two train
+        conf = {"trip_types": ["fhvhv"], "granularity": args.granularity, "train_window_months": 2}
+        conf |= {"holdout_month": history[-1], "namespace": NAMESPACE, "storage_prefix": PREFIX}
+        demo.retrain(demo.airflow_client(), conf)
+    version = demo.promoted(PREFIX, "fhvhv", args.granularity)
+    if version is None:
+        raise SystemExit(
+            f"no promoted fhvhv {args.granularity} model under the bench's prefix: run bench_backfill, "
+            "and --train for zone"
+        )
     raw_uri = Locations(prefix=PREFIX).raw_uri
-    one, many = run_job(months[:1], version), run_job(months, version)
-    floor_one = native_floor([layout.raw_path(raw_uri, "fhvhv", months[0])])
-    floor_many = native_floor([layout.raw_path(raw_uri, "fhvhv", m) for m in months])
+    one, many = run_job(months[:1], version, args.granularity), run_job(months, version, args.granularity)
+    floor_one = native_floor([layout.raw_path(raw_uri, "fhvhv", months[0])], args.granularity)
+    floor_many = native_floor([layout.raw_path(raw_uri, "fhvhv", m) for m in months], args.granularity)
     result = {
         "run_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "granularity": args.granularity,
         "load_1min_at_end": round(os.getloadavg()[0], 2),
         "one_month": one,
         "many_months": many,
@@ -95,8 +110,9 @@ def main(argv: list[str] | None = None) -> int:
             "many_months": round(many["wall_s"] / floor_many["seconds"], 2),
         },
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    out = args.out or RESULTS.with_name(f"month_scaling{'' if args.granularity == 'city' else '_zone'}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return 0
 
