@@ -138,6 +138,26 @@ def spark_timeline(instances: list[dict[str, Any]], run_start: datetime) -> list
     return sorted(rows, key=lambda row: row["start_s"])
 
 
+def job_result(line: str) -> dict[str, Any] | None:
+    """The job's result line (`{"status": "ok", ..., "timings_s": ...}`, spark_jobs/run_anomaly_detection.py), or
+    None for any other line."""
+    return json.loads(line) if line.startswith('{"status": "ok"') else None
+
+
+def run_with_spark(argv: list[str], what: str) -> tuple[str, float]:
+    """A Python program (`-c` script or file and its arguments) in its own process with the platform's Spark
+    environment; its stdout and wall seconds. Raises naming `what` if it fails."""
+    from local_platform.config import load_config
+    from local_platform.spark import spark_env
+
+    env = {**os.environ, **spark_env(load_config())}
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, *argv], env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{what} failed:\n{done.stderr[-3000:]}")
+    return done.stdout, time.monotonic() - started
+
+
 def job_results(log_folder: Path, dag_run_id: str) -> list[dict[str, Any]]:
     """The result line(s) each spark-submit printed (`{"status": "ok", ..., "timings_s": ...}`), from the Spark
     task's log files under Airflow's log folder (the task log holds the job's stdout)."""
@@ -149,8 +169,7 @@ def job_results(log_folder: Path, dag_run_id: str) -> list[dict[str, Any]]:
                 event = json.loads(line).get("event", "")
             except (json.JSONDecodeError, AttributeError):
                 continue
-            if isinstance(event, str) and event.startswith('{"status": "ok"'):
-                found = json.loads(event)
+            if isinstance(event, str) and (found := job_result(event)):
                 results.append({k: found.get(k) for k in ("windows_scored", "anomalies", "timings_s")})
     return results
 
@@ -177,17 +196,8 @@ spark.stop()
 def native_floor(uris: list[str], granularity: str = "city") -> dict[str, Any]:
     """One process: scan + 30-minute aggregate (per pickup zone too at zone granularity) of every file where the
     job reads it (the raw zone in MinIO, through S3A); wall seconds of the whole process."""
-    from local_platform.config import load_config
-    from local_platform.spark import spark_env
-
-    env = {**os.environ, **spark_env(load_config())}
-    started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-c", FLOOR_SCRIPT, granularity, *uris], env=env, capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"the native floor failed:\n{done.stderr[-3000:]}")
-    return {"seconds": round(time.monotonic() - started, 1), "files": len(uris)}
+    _out, seconds = run_with_spark(["-c", FLOOR_SCRIPT, granularity, *uris], "the native floor")
+    return {"seconds": round(seconds, 1), "files": len(uris)}
 
 
 SERVED_TABLES_SCRIPT = """
@@ -202,34 +212,31 @@ spark.stop()
 def ensure_served_tables() -> None:
     """The dashboards read namespace taxi (the production one, not the bench's): its tables must exist for the
     run's dashboard refresh, as after a first `make demo`. Created empty if missing (Spark, the job's DDL)."""
-    from local_platform.config import load_config
-    from local_platform.spark import spark_env
-
-    env = {**os.environ, **spark_env(load_config())}
-    done = subprocess.run(
-        [sys.executable, "-c", SERVED_TABLES_SCRIPT], env=env, capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"creating the served tables failed:\n{done.stderr[-3000:]}")
+    run_with_spark(["-c", SERVED_TABLES_SCRIPT], "creating the served tables")
 
 
-def ensure_model(
-    client: Any, history: list[str], sandbox: dict[str, Any], retrain: bool, granularity: str = "city"
-) -> None:
-    """History landed (score off) and a first fhvhv model of the granularity promoted, unless one is promoted
-    already and `retrain` is off."""
+def ensure_model(client: Any, history: list[str], sandbox: dict[str, Any], retrain: bool) -> None:
+    """History landed (score off) and a first fhvhv city model promoted, unless one is promoted already and
+    `retrain` is off."""
     from taxi_anomaly.orchestration import demo
 
-    if demo.promoted(PREFIX, "fhvhv", granularity) and not retrain:
+    if demo.promoted(PREFIX, "fhvhv") and not retrain:
         return
     demo.run_dag(
         client,
         "tap_backfill",
         {"trip_types": ["fhvhv"], "first_month": history[0], "last_month": history[-1], "score": False} | sandbox,
     )
-    # the last history month is the evaluation month, the two before it train (not the scored months, once landed)
+    train_model(client, history, "city")
+
+
+def train_model(client: Any, history: list[str], granularity: str) -> None:
+    """A fhvhv model of the granularity trained and promoted through tap_weekly_retrain on the landed history:
+    the last history month is the evaluation month, the two before it train (not the scored months, once landed)."""
+    from taxi_anomaly.orchestration import demo
+
     conf = {"trip_types": ["fhvhv"], "granularity": granularity, "train_window_months": 2, "holdout_month": history[-1]}
-    demo.retrain(client, conf | {k: sandbox[k] for k in ("namespace", "storage_prefix")})
+    demo.retrain(client, conf | {"namespace": NAMESPACE, "storage_prefix": PREFIX})
 
 
 def main(argv: list[str] | None = None) -> int:

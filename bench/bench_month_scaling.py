@@ -20,14 +20,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.bench_backfill import FIRST_MONTH, HISTORY_MONTHS, NAMESPACE, PREFIX, months_from, native_floor
+from bench.bench_backfill import (
+    FIRST_MONTH,
+    HISTORY_MONTHS,
+    PREFIX,
+    job_result,
+    months_from,
+    native_floor,
+    run_with_spark,
+    train_model,
+)
 
 RESULTS = Path(__file__).parent / "results" / "month_scaling.json"
 SCALING_NAMESPACE = "bench_scaling"
@@ -36,8 +43,6 @@ ENTRY_POINT = Path(__file__).resolve().parents[1] / "spark_jobs" / "run_anomaly_
 
 def run_job(months: list[str], version: str, granularity: str) -> dict[str, Any]:
     """The job in score mode on `months`, in its own process; wall seconds and the job's own timings."""
-    from local_platform.config import load_config
-    from local_platform.spark import spark_env
     from taxi_anomaly.contract import Mode
     from taxi_anomaly.orchestration.locations import Locations
 
@@ -50,15 +55,8 @@ def run_job(months: list[str], version: str, granularity: str) -> dict[str, Any]
         run_id=f"bench_scaling_{uuid.uuid4().hex[:8]}",
         model_version=version,
     )
-    env = {**os.environ, **spark_env(load_config())}
-    started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, str(ENTRY_POINT), *job.to_argv()], env=env, capture_output=True, text=True, check=False
-    )
-    wall = time.monotonic() - started
-    if done.returncode != 0:
-        raise RuntimeError(f"the job on {months[0]}..{months[-1]} failed:\n{done.stderr[-3000:]}")
-    result = next(json.loads(line) for line in done.stdout.splitlines() if line.startswith('{"status": "ok"'))
+    stdout, wall = run_with_spark([str(ENTRY_POINT), *job.to_argv()], f"the job on {months[0]}..{months[-1]}")
+    result = next(found for line in stdout.splitlines() if (found := job_result(line)))
     return {
         "months": len(months),
         "wall_s": round(wall, 1),
@@ -82,10 +80,8 @@ def main(argv: list[str] | None = None) -> int:
 
     history = months_from(FIRST_MONTH, HISTORY_MONTHS)
     months = months_from(FIRST_MONTH, HISTORY_MONTHS + args.months)[HISTORY_MONTHS:]
-    if args.train:  # the history months are landed by bench_backfill; the last one evaluates, two train
-        conf = {"trip_types": ["fhvhv"], "granularity": args.granularity, "train_window_months": 2}
-        conf |= {"holdout_month": history[-1], "namespace": NAMESPACE, "storage_prefix": PREFIX}
-        demo.retrain(demo.airflow_client(), conf)
+    if args.train:  # on the history months bench_backfill landed
+        train_model(demo.airflow_client(), history, args.granularity)
     version = demo.promoted(PREFIX, "fhvhv", args.granularity)
     if version is None:
         raise SystemExit(
