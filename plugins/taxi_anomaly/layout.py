@@ -45,6 +45,9 @@ ZONE_LOOKUP = f"{RAW_ROOT}/misc/taxi_zone_lookup.csv"
 
 REGISTRY_ROOT = "registry"
 MODEL_FILE = "model.pkl"
+# A window model's seasonal profile beside it, as Parquet: Spark reads it (a frame built from the pickled pandas
+# copy travels inside its tasks: 7.6 MiB at zone level).
+PROFILE_FILE = "profile.parquet"
 METADATA_FILE = "metadata.json"
 ARTIFACTS_DIR = "artifacts"
 CANDIDATES_DIR = "candidates"

@@ -6,13 +6,16 @@ Versions are never overwritten: saving into an existing version fails.
 
 from __future__ import annotations
 
+import io
 import json
 import pickle  # noqa: S403 - the registry is the platform's own bucket; models are only loaded from there
 import platform
+from dataclasses import replace
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from typing import Any, Protocol, TypeVar, overload
 
+import pandas as pd
 from pyspark.sql import SparkSession
 
 from anomaly_detection import hadoop_fs
@@ -24,6 +27,13 @@ LIBRARIES = ("scikit-learn", "numpy", "pandas", "pyarrow", "pyspark")
 
 class ModelRegistryError(RuntimeError):
     pass
+
+
+def parquet_bytes(frame: pd.DataFrame) -> bytes:
+    """A pandas frame as one Parquet file's bytes (written on the driver: no Spark task carries the rows)."""
+    sink = io.BytesIO()
+    frame.to_parquet(sink, index=False)
+    return sink.getvalue()
 
 
 class StoredModel(Protocol):
@@ -82,6 +92,9 @@ class ModelRegistry:
         if hadoop_fs.exists(self.spark, self.uri(*parts)):
             raise ModelRegistryError(f"model version {version} already exists")
         detector = bundle.detector if isinstance(bundle, ModelBundle) else bundle
+        if isinstance(bundle, ModelBundle):
+            bundle = replace(bundle, profile_uri=None)  # the loaded copy points at its own version's file
+            hadoop_fs.write_bytes(self.spark, self.uri(*parts, layout.PROFILE_FILE), parquet_bytes(bundle.profile))
         hadoop_fs.write_bytes(self.spark, self.uri(*parts, layout.MODEL_FILE), pickle.dumps(bundle))
         detector.save_artifacts(self.spark, self.uri(*parts, layout.ARTIFACTS_DIR))
         meta = {
@@ -145,6 +158,9 @@ class ModelRegistry:
                 f"{self.uri(trip_type, granularity, resolved)} holds a {type(stored).__name__}, not a {kind.__name__}"
             )
         detector = stored.detector if isinstance(stored, ModelBundle) else stored
+        if isinstance(stored, ModelBundle):
+            profile_uri = self.uri(trip_type, granularity, resolved, layout.PROFILE_FILE)
+            stored.profile_uri = profile_uri if hadoop_fs.exists(self.spark, profile_uri) else None
         detector.load_artifacts(self.spark, self.uri(trip_type, granularity, resolved, layout.ARTIFACTS_DIR))
         return stored, meta
 

@@ -199,7 +199,7 @@ class PromotedModel:
             version = self.registry.resolve(self.trip_type, self.granularity, self.version)
         if version not in self.loaded:
             bundle, _meta = self.registry.load(self.trip_type, self.granularity, version)
-            profile = spark.createDataFrame(bundle.profile).cache()
+            profile = bundle.profile_frame(spark).cache()
             for old_version, (_bundle, old_profile) in list(self.loaded.items()):
                 old_profile.unpersist()
                 del self.loaded[old_version]

@@ -146,9 +146,16 @@ def table_name(namespace: str, table: str) -> str:
 
 
 def ensure_tables(spark: SparkSession, namespace: str, ddl: dict[str, str] = TABLE_DDL) -> None:
-    """Create the namespace and the tables of `ddl` (the batch job's by default) where missing."""
-    spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {CATALOG}.{namespace}")
+    """Create the namespace and the tables of `ddl` (the batch job's by default) where missing. The namespace is
+    listed first: CREATE TABLE IF NOT EXISTS loads an existing table's metadata from the object store."""
+    if spark.sql(f"SHOW NAMESPACES IN {CATALOG} LIKE '{namespace}'").take(1):
+        existing = {row.tableName for row in spark.sql(f"SHOW TABLES IN {CATALOG}.{namespace}").collect()}
+    else:
+        spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {CATALOG}.{namespace}")
+        existing = set()
     for table, columns in ddl.items():
+        if table in existing:
+            continue
         spark.sql(
             f"CREATE TABLE IF NOT EXISTS {table_name(namespace, table)} ({columns}) USING iceberg "
             f"PARTITIONED BY ({PARTITIONS[table]}) "

@@ -81,6 +81,30 @@ def test_each_family_flags_the_incidents_and_explains_them_natively(spark, train
     np.testing.assert_allclose(scored["anomaly_score"].to_numpy(), on_driver, rtol=0, atol=1e-12)
 
 
+def test_the_driver_scores_the_windows_outside_the_dead_zone_as_spark_does(spark, training):
+    detector = fit_detector(training, resolve_spec("isolation_forest", "city"), MODEL_FEATURES)
+    rows = pd.concat([probe_rows(), with_max_abs(normal_windows(300, seed=7)).assign(key="n")], ignore_index=True)
+    rows = rows.assign(granularity="city", bucket_start=pd.date_range("2024-01-01", periods=len(rows), freq="30min"))
+    frame = spark.createDataFrame(rows)
+    outside = int((rows[list(DEVIATION_FEATURES)].abs() > detector.dead_zone).any(axis=1).sum())
+    assert 3 <= outside < len(rows)
+
+    def plan(scored):
+        return scored._jdf.queryExecution().executedPlan().toString()
+
+    in_workers = score_windows(frame, detector)
+    on_driver = score_windows(frame, detector, on_driver_up_to=outside)
+    assert "ArrowEvalPython" in plan(in_workers) and "ArrowEvalPython" not in plan(on_driver)
+    assert on_driver.columns == in_workers.columns
+    expected = in_workers.toPandas().sort_values("bucket_start", ignore_index=True)
+    got = on_driver.toPandas().sort_values("bucket_start", ignore_index=True)
+    np.testing.assert_allclose(got["anomaly_score"], expected["anomaly_score"], rtol=0, atol=1e-12)
+    pd.testing.assert_frame_equal(got.drop(columns="anomaly_score"), expected.drop(columns="anomaly_score"))
+    # One row more outside than allowed: scored in the workers, the same numbers.
+    fallback = score_windows(frame, detector, on_driver_up_to=outside - 1)
+    assert "ArrowEvalPython" in plan(fallback)
+
+
 def test_the_dead_zone_makes_moderate_scatter_look_like_no_deviation(spark, training):
     assert shrink(np.array([7.0, -7.0, 3.0, -5.0]), 5.0).tolist() == [2.0, -2.0, 0.0, 0.0]
     detector = fit_detector(training, resolve_spec("isolation_forest", "city"), MODEL_FEATURES)
@@ -112,12 +136,16 @@ def test_registry_versions_keep_every_family_whole(spark, training, tmp_path, na
     with pytest.raises(ModelRegistryError, match="run with --mode train first"):
         registry.resolve("fhvhv", "city")
     detector = fit_detector(training, resolve_spec(name, "city", {"n_estimators": 10}), MODEL_FEATURES)
-    bundle = ModelBundle(detector, pd.DataFrame({"key": ["NYC"]}))
+    profile = pd.DataFrame({"key": ["NYC", "NYC"], "slot": np.array([0, 1], dtype="int32"), "med_log_rate": [4.2, 4.5]})
+    bundle = ModelBundle(detector, profile)
     first = registry.save(bundle, "fhvhv", "city", {"training_months": ["2024-01"]})
     second = registry.save(bundle, "fhvhv", "city", {"training_months": ["2024-02"]})
     assert registry.versions("fhvhv", "city") == sorted([first, second])
     assert registry.resolve("fhvhv", "city") == max(first, second)
     loaded, meta = registry.load("fhvhv", "city", first)
+    # The seasonal profile is read by Spark from its Parquet copy beside the model (no rows shipped in tasks).
+    assert loaded.profile_uri == f"{registry.uri('fhvhv', 'city', first)}/profile.parquet"
+    pd.testing.assert_frame_equal(loaded.profile_frame(spark).toPandas(), profile)
     assert meta["family"] == name and meta["spec"]["name"] == name and meta["training_months"] == ["2024-01"]
     assert meta["threshold"] == detector.threshold and meta["libraries"]["scikit-learn"]
     rows = spark.createDataFrame(probe_rows())

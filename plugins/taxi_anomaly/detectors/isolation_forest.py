@@ -40,6 +40,7 @@ class IsolationForestDetector(WindowDetector):
     family = "isolation_forest"
     Params = IsolationForestParams
     description = "scikit-learn IsolationForest, fitted on the driver, scored in pandas UDFs"
+    scores_in_python_workers = True
 
     forest: Any = None
     max_samples = 0
@@ -90,12 +91,8 @@ class IsolationForestDetector(WindowDetector):
             matrix = inputs[columns].to_numpy(dtype=np.float64)
             return pd.Series(detector.scores_of_inputs(matrix, quiet.to_numpy(dtype=bool)))
 
-        deviations = [F.abs(F.col(c)) for c in self.features]
-        quiet = F.greatest(*deviations) <= F.lit(float(self.dead_zone)) if len(deviations) > 1 else deviations[0] <= 0
-        return frame.withColumn(
-            SCORE,
-            forest_score(F.struct(*[x.alias(c) for x, c in zip(self.input_columns(), columns, strict=True)]), quiet),
-        )
+        inputs = F.struct(*[x.alias(c) for x, c in zip(self.input_columns(), columns, strict=True)])
+        return frame.withColumn(SCORE, forest_score(inputs, self.quiet()))
 
 
 def shared(frame: DataFrame, value: Any) -> Any:
