@@ -41,8 +41,9 @@ SCALING_NAMESPACE = "bench_scaling"
 ENTRY_POINT = Path(__file__).resolve().parents[1] / "spark_jobs" / "run_anomaly_detection.py"
 
 
-def run_job(months: list[str], version: str, granularity: str) -> dict[str, Any]:
-    """The job in score mode on `months`, in its own process; wall seconds and the job's own timings."""
+def run_job(months: list[str], version: str, granularity: str, **fields: Any) -> dict[str, Any]:
+    """The job in score mode on `months`, in its own process; wall seconds and the job's own timings. `fields`:
+    more AnomalyJob fields (e.g. another raw_uri)."""
     from taxi_anomaly.contract import Mode
     from taxi_anomaly.orchestration.locations import Locations
 
@@ -54,6 +55,7 @@ def run_job(months: list[str], version: str, granularity: str) -> dict[str, Any]
         namespace=SCALING_NAMESPACE,
         run_id=f"bench_scaling_{uuid.uuid4().hex[:8]}",
         model_version=version,
+        **fields,
     )
     stdout, wall = run_with_spark([str(ENTRY_POINT), *job.to_argv()], f"the job on {months[0]}..{months[-1]}")
     result = next(found for line in stdout.splitlines() if (found := job_result(line)))
