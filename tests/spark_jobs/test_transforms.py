@@ -192,13 +192,26 @@ def test_lags_join_the_same_slot_a_day_and_a_week_earlier(spark):
     rows = [
         ("city", "NYC", ts("2024-02-01 08:00:00"), 10.0),
         ("city", "NYC", ts("2024-02-07 08:00:00"), 30.0),
+        ("city", "NYC", ts("2024-02-08 06:30:00"), 1.0),
+        ("city", "NYC", ts("2024-02-08 07:30:00"), 3.0),
         ("city", "NYC", ts("2024-02-08 08:00:00"), 40.0),
+        ("city", "EWR", ts("2024-02-07 08:00:00"), 99.0),  # another key: never a lag of NYC's
+        ("city", "EWR", ts("2024-02-08 07:30:00"), 5.0),
+        # Across the spring-forward night: a day earlier is the same wall-clock slot (DST does not shift it).
+        ("city", "NYC", ts("2024-03-09 08:00:00"), 7.0),
+        ("city", "NYC", ts("2024-03-10 08:00:00"), 8.0),
     ]
     windows = spark.createDataFrame(rows, "granularity STRING, key STRING, bucket_start TIMESTAMP_NTZ, rate DOUBLE")
-    got = {r.bucket_start: r for r in add_lags(windows).collect()}
-    last = got[ts("2024-02-08 08:00:00")]
+    got = {(r.key, r.bucket_start): r for r in add_lags(windows).collect()}
+    last = got["NYC", ts("2024-02-08 08:00:00")]
     assert (last.rate_prev_day, last.rate_prev_week) == (30.0, 10.0)
-    assert got[ts("2024-02-01 08:00:00")].rate_prev_day is None
+    assert last.rolling_rate_3h == pytest.approx((10.0 + 30.0 + 1.0 + 3.0) / 4)  # the 6 windows before, as present
+    assert last.d_prev_day == pytest.approx(math.log1p(40.0) - math.log1p(30.0))
+    assert got["NYC", ts("2024-02-01 08:00:00")].rate_prev_day is None
+    assert got["NYC", ts("2024-02-01 08:00:00")].rolling_rate_3h is None
+    assert got["NYC", ts("2024-02-08 07:30:00")].rate_prev_day is None  # no NYC window at 07:30 the day before
+    assert got["EWR", ts("2024-02-08 07:30:00")].rolling_rate_3h == 99.0
+    assert got["NYC", ts("2024-03-10 08:00:00")].rate_prev_day == 7.0
 
 
 def test_seasonal_z_scores_judge_a_slot_against_its_own_history(spark):
