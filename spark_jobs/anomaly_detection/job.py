@@ -31,7 +31,7 @@ log = logging.getLogger("anomaly_detection")
 # (measured ~100-130 k rows/s at 10 k, ~225 k rows/s at 50 k on 2 cores).
 ARROW_BATCH_ROWS = 50_000
 # Windows outside the dead zone scored on the driver at most, rather than in Python workers (model.score_windows):
-# a generated fhvhv month has ~100 at city level and ~2,000 at zone level (0.5 % of 391 k).
+# in a 12.1 M-trip generated fhvhv month, 2 of the 1,488 city windows and 1,138 of the 391,344 zone windows are.
 DRIVER_SCORING_MAX_ROWS = 50_000
 
 
