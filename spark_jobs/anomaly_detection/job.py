@@ -247,7 +247,11 @@ def main(spark: SparkSession, args: AnomalyJob) -> JobResult:
     windows.count()
     result.timings_s["windows"] = time.monotonic() - started
     features = window_features(spark, args, bundle, windows).cache()
+    features.count()
+    result.timings_s["features"] = time.monotonic() - started - result.timings_s["windows"]
     scored = score(spark, args, bundle, result.model_version, features).cache()
+    scored.count()  # the scoring step alone (its rate: windows_scored / this)
+    result.timings_s["scoring"] = time.monotonic() - started - sum(result.timings_s[k] for k in ("windows", "features"))
     try:
         result.evaluations = evaluate(spark, args, bundle.detector, scored, result.model_version)
         if args.mode.trains:

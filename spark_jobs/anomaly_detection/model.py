@@ -66,9 +66,9 @@ def score_windows(features: DataFrame, detector: WindowDetector, on_driver_up_to
 def score_on_driver(features: DataFrame, detector: WindowDetector, limit: int) -> DataFrame | None:
     """`features` plus the score, computed on the driver: the rows outside the dead zone are collected and scored
     there (score_pandas, the same numbers), every row inside it gets the one score such rows share. Spares the
-    Python workers' start (sklearn imported and the model unpickled in each: ~5 s of a one-month city run for
-    1,488 windows), and most windows are quiet (99.5 % at zone level). None when more than `limit` rows are
-    outside: the caller scores in Spark."""
+    Python workers' start (sklearn imported, the model unpickled: the scoring step of a one-month city run went
+    from 6.8 to 4.5 s), and most windows are quiet (all but 1,138 of 391,344 in a month of zone windows). None when
+    more than `limit` rows are outside: the caller scores in Spark."""
     outside = features.where(~detector.quiet()).select(*WINDOW_ID, *detector.features).limit(limit + 1).toPandas()
     if len(outside) > limit:
         return None
