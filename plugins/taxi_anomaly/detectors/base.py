@@ -359,6 +359,6 @@ def explanation_columns(
     fallback = F.when(F.abs(first["value"]) >= F.lit(EXPLAINED_MIN_SD), part(first)).otherwise(F.lit(NO_SIGNAL))
     sentence_column = F.when(named != "", named).otherwise(fallback)
     return {
-        "top_features": F.transform(top, lambda e: e["name"]),
+        "top_features": top["name"],  # a field of an array of structs: the array of that field (no lambda)
         "explanation": F.when(flagged, sentence_column),
     }
