@@ -138,6 +138,12 @@ def spark_timeline(instances: list[dict[str, Any]], run_start: datetime) -> list
     return sorted(rows, key=lambda row: row["start_s"])
 
 
+def write_results(path: Path, result: dict[str, Any]) -> None:
+    """A bench's results as indented JSON at `path` (its folder created)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+
+
 def job_result(line: str) -> dict[str, Any] | None:
     """The job's result line (`{"status": "ok", ..., "timings_s": ...}`, spark_jobs/run_anomaly_detection.py), or
     None for any other line."""
@@ -309,8 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         "spark_jobs": spark_timeline(instances, run_start),
         "job_results": job_results(Path(os.environ["AIRFLOW__LOGGING__BASE_LOG_FOLDER"]), finished["dag_run_id"]),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_results(args.out, result)
     print(json.dumps({k: v for k, v in result.items() if k not in ("tasks", "spark_jobs", "job_results")}))
     print(json.dumps(result["job_results"]))
     for task, row in result["tasks"].items():

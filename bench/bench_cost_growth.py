@@ -33,6 +33,7 @@ from bench.bench_backfill import (
     native_floor,
     run_with_spark,
     train_model,
+    write_results,
 )
 from bench.bench_month_scaling import run_job
 
@@ -78,8 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.train:
         for granularity in GRANULARITIES[1:]:
             train_model(demo.airflow_client(), history, granularity)
-    versions = {g: demo.promoted(PREFIX, "fhvhv", g) for g in GRANULARITIES}
-    if missing := [g for g, v in versions.items() if v is None]:
+    promoted = {g: demo.promoted(PREFIX, "fhvhv", g) for g in GRANULARITIES}
+    versions = {g: v for g, v in promoted.items() if v is not None}
+    if missing := sorted(set(GRANULARITIES) - set(versions)):
         raise SystemExit(f"no promoted fhvhv model for {', '.join(missing)}: run bench_backfill, then --train")
     raw_uri = Locations(prefix=PREFIX).raw_uri
 
@@ -129,8 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         "models": versions,
         **runs,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_results(args.out, result)
     print(json.dumps(result, indent=2))
     return 0
 

@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.bench_backfill import FIRST_MONTH, HISTORY_MONTHS, PREFIX, job_result, months_from
+from bench.bench_backfill import FIRST_MONTH, HISTORY_MONTHS, PREFIX, job_result, months_from, write_results
 from bench.bench_month_scaling import SCALING_NAMESPACE
 
 REPO = Path(__file__).resolve().parents[1]
@@ -104,8 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs,
     }
     out = args.out or RESULTS.with_name(f"job_versions_{args.granularity}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_results(out, result)
     print(json.dumps(result, indent=2))
     return 0
 

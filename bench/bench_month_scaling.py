@@ -34,6 +34,7 @@ from bench.bench_backfill import (
     native_floor,
     run_with_spark,
     train_model,
+    write_results,
 )
 
 RESULTS = Path(__file__).parent / "results" / "month_scaling.json"
@@ -109,8 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         },
     }
     out = args.out or RESULTS.with_name(f"month_scaling{'' if args.granularity == 'city' else '_zone'}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_results(out, result)
     print(json.dumps(result, indent=2))
     return 0
 
