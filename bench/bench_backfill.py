@@ -150,18 +150,21 @@ def job_result(line: str) -> dict[str, Any] | None:
     return json.loads(line) if line.startswith('{"status": "ok"') else None
 
 
-def run_with_spark(argv: list[str], what: str) -> tuple[str, float]:
+def run_with_spark(argv: list[str], what: str, source: Path | None = None) -> tuple[str, str, float]:
     """A Python program (`-c` script or file and its arguments) in its own process with the platform's Spark
-    environment; its stdout and wall seconds. Raises naming `what` if it fails."""
+    environment; its stdout, stderr and wall seconds. Raises naming `what` if it fails. `source`: a checkout whose
+    spark_jobs and plugins the program imports (default: this one, as spark_env sets)."""
     from local_platform.config import load_config
     from local_platform.spark import spark_env
 
     env = {**os.environ, **spark_env(load_config())}
+    if source is not None:
+        env["PYTHONPATH"] = os.pathsep.join(str(source / d) for d in ("spark_jobs", "plugins"))
     started = time.monotonic()
     done = subprocess.run([sys.executable, *argv], env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{what} failed:\n{done.stderr[-3000:]}")
-    return done.stdout, time.monotonic() - started
+    return done.stdout, done.stderr, time.monotonic() - started
 
 
 def job_results(log_folder: Path, dag_run_id: str) -> list[dict[str, Any]]:
@@ -202,7 +205,7 @@ spark.stop()
 def native_floor(uris: list[str], granularity: str = "city") -> dict[str, Any]:
     """One process: scan + 30-minute aggregate (per pickup zone too at zone and borough granularity) of every file
     where the job reads it (the raw zone in MinIO, through S3A); wall seconds of the whole process."""
-    _out, seconds = run_with_spark(["-c", FLOOR_SCRIPT, granularity, *uris], "the native floor")
+    _out, _err, seconds = run_with_spark(["-c", FLOOR_SCRIPT, granularity, *uris], "the native floor")
     return {"seconds": round(seconds, 1), "files": len(uris)}
 
 

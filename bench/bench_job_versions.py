@@ -16,53 +16,13 @@ import statistics
 import subprocess
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.bench_backfill import FIRST_MONTH, HISTORY_MONTHS, PREFIX, job_result, months_from, write_results
-from bench.bench_month_scaling import SCALING_NAMESPACE
+from bench.bench_backfill import FIRST_MONTH, HISTORY_MONTHS, PREFIX, months_from, write_results
+from bench.bench_month_scaling import REPO, run_job
 
-REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "job_versions.json"
-
-
-def run_tree(tree: Path, month: str, version: str, granularity: str) -> dict[str, Any]:
-    """The job of the source tree `tree` (its spark_jobs and plugins) in score mode on `month`."""
-    from local_platform.config import load_config
-    from local_platform.spark import spark_env
-    from taxi_anomaly.contract import Mode
-    from taxi_anomaly.orchestration.locations import Locations
-
-    job = Locations(prefix=PREFIX).job(
-        trip_type="fhvhv",
-        granularity=granularity,
-        mode=Mode.SCORE,
-        score_months=(month,),
-        namespace=SCALING_NAMESPACE,
-        run_id=f"bench_versions_{uuid.uuid4().hex[:8]}",
-        model_version=version,
-    )
-    env = {**os.environ, **spark_env(load_config())}
-    env["PYTHONPATH"] = os.pathsep.join(str(tree / d) for d in ("spark_jobs", "plugins"))
-    started = time.monotonic()
-    done = subprocess.run(
-        [str(REPO / ".venv" / "bin" / "python"), str(tree / "spark_jobs" / "run_anomaly_detection.py"), *job.to_argv()],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    wall = time.monotonic() - started
-    if done.returncode != 0:
-        raise RuntimeError(f"the job of {tree} failed:\n{done.stderr[-3000:]}")
-    result = next(found for line in done.stdout.splitlines() if (found := job_result(line)))
-    large = sum("contains a task of very large size" in line for line in done.stderr.splitlines())
-    return {
-        "wall_s": round(wall, 1),
-        "timings_s": {k: round(v, 1) for k, v in result["timings_s"].items()},
-        "oversized_task_warnings": large,
-    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run(["git", "worktree", "add", "--detach", str(worktree), args.base], cwd=REPO, check=True)
         try:
             for _ in range(args.pairs):
-                runs["base"].append(run_tree(worktree, month, version, args.granularity))
-                runs["head"].append(run_tree(REPO, month, version, args.granularity))
+                runs["base"].append(run_job([month], version, args.granularity, source=worktree))
+                runs["head"].append(run_job([month], version, args.granularity, source=REPO))
                 print(json.dumps({k: v[-1] for k, v in runs.items()}), flush=True)
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=REPO, check=False)

@@ -39,12 +39,12 @@ from bench.bench_backfill import (
 
 RESULTS = Path(__file__).parent / "results" / "month_scaling.json"
 SCALING_NAMESPACE = "bench_scaling"
-ENTRY_POINT = Path(__file__).resolve().parents[1] / "spark_jobs" / "run_anomaly_detection.py"
+REPO = Path(__file__).resolve().parents[1]
 
 
-def run_job(months: list[str], version: str, granularity: str, **fields: Any) -> dict[str, Any]:
-    """The job in score mode on `months`, in its own process; wall seconds and the job's own timings. `fields`:
-    more AnomalyJob fields (e.g. another raw_uri)."""
+def run_job(months: list[str], version: str, granularity: str, source: Path = REPO, **fields: Any) -> dict[str, Any]:
+    """The job of the checkout `source` in score mode on `months`, in its own process; wall seconds, the job's own
+    timings and the oversized-task warnings Spark logged. `fields`: more AnomalyJob fields (e.g. another raw_uri)."""
     from taxi_anomaly.contract import Mode
     from taxi_anomaly.orchestration.locations import Locations
 
@@ -58,7 +58,9 @@ def run_job(months: list[str], version: str, granularity: str, **fields: Any) ->
         model_version=version,
         **fields,
     )
-    stdout, wall = run_with_spark([str(ENTRY_POINT), *job.to_argv()], f"the job on {months[0]}..{months[-1]}")
+    entry_point = source / "spark_jobs" / "run_anomaly_detection.py"
+    what = f"the job of {source} on {months[0]}..{months[-1]}"
+    stdout, stderr, wall = run_with_spark([str(entry_point), *job.to_argv()], what, source)
     result = next(found for line in stdout.splitlines() if (found := job_result(line)))
     return {
         "months": len(months),
@@ -66,6 +68,7 @@ def run_job(months: list[str], version: str, granularity: str, **fields: Any) ->
         "after_start_s": round(result["timings_s"]["total_after_training"], 1),
         "timings_s": {k: round(v, 1) for k, v in result["timings_s"].items()},
         "windows_scored": result["windows_scored"],
+        "oversized_task_warnings": stderr.count("contains a task of very large size"),
     }
 
 

@@ -148,7 +148,7 @@ def table_name(namespace: str, table: str) -> str:
 def ensure_tables(spark: SparkSession, namespace: str, ddl: dict[str, str] = TABLE_DDL) -> None:
     """Create the namespace and the tables of `ddl` (the batch job's by default) where missing. The namespace is
     listed first: CREATE TABLE IF NOT EXISTS loads an existing table's metadata from the object store."""
-    if spark.sql(f"SHOW NAMESPACES IN {CATALOG} LIKE '{namespace}'").take(1):
+    if namespace_exists(spark, namespace):
         existing = {row.tableName for row in spark.sql(f"SHOW TABLES IN {CATALOG}.{namespace}").collect()}
     else:
         spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {CATALOG}.{namespace}")
@@ -163,9 +163,13 @@ def ensure_tables(spark: SparkSession, namespace: str, ddl: dict[str, str] = TAB
         )
 
 
+def namespace_exists(spark: SparkSession, namespace: str) -> bool:
+    return bool(spark.sql(f"SHOW NAMESPACES IN {CATALOG} LIKE '{namespace}'").take(1))
+
+
 def drop_namespace(spark: SparkSession, namespace: str) -> None:
     """Drop the namespace with every table in it, their files purged (tests and benchmarks clean up with it)."""
-    if not spark.sql(f"SHOW NAMESPACES IN {CATALOG} LIKE '{namespace}'").take(1):
+    if not namespace_exists(spark, namespace):
         return
     for row in spark.sql(f"SHOW TABLES IN {CATALOG}.{namespace}").collect():
         spark.sql(f"DROP TABLE IF EXISTS {table_name(namespace, row.tableName)} PURGE")
