@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import reduce
 from typing import Any
@@ -90,13 +91,17 @@ def train_bundle(spark: SparkSession, args: AnomalyJob) -> tuple[ModelBundle, in
 
 
 def window_features(
-    spark: SparkSession, args: AnomalyJob, bundle: ModelBundle, windows: DataFrame | None = None
+    spark: SparkSession,
+    args: AnomalyJob,
+    bundle: ModelBundle,
+    windows: DataFrame | None = None,
+    profile: DataFrame | None = None,
 ) -> DataFrame:
     """Feature rows of the score months against the bundle's seasonal profile. `windows`: their window table,
-    if the caller has it (cached) already."""
+    `profile`: the bundle's profile frame, if the caller has them already."""
     if windows is None:
         windows = window_table(spark, args, args.score_months)
-    features = build_features(windows, bundle.profile_frame(spark))
+    features = build_features(windows, bundle.profile_frame(spark) if profile is None else profile)
     return features.withColumn("trip_type", F.lit(args.trip_type))
 
 
@@ -221,54 +226,73 @@ def main(spark: SparkSession, args: AnomalyJob) -> JobResult:
     result = JobResult(model_version=args.model_version, run_id=args.run_id)
     clock = time.monotonic()
     info: dict[str, Any] = {}
-
-    if args.mode.trains:
-        bundle, rows = train_bundle(spark, args)
-        info = {"training_months": list(args.train_months), "training_windows": rows, "run_id": args.run_id}
-        result.timings_s["train"] = time.monotonic() - clock
-        log.info("trained %s on %d windows", bundle.detector.spec.name, rows)
-        if not args.mode.scores:
-            result.model_version = registry.save(bundle, args.trip_type, args.granularity, info)
-            return result
-        result.model_version = layout.new_version_name()
-    else:
-        result.model_version = registry.resolve(args.trip_type, args.granularity, args.model_version)
-        bundle, _meta = registry.load(args.trip_type, args.granularity, result.model_version)
-
-    tables.ensure_tables(spark, args.namespace, tables.SERVED_TABLE_DDL)
-    tables.ensure_tables(spark, args.evaluations_in, {tables.EVALUATIONS_TABLE: tables.EVALUATIONS_DDL})
-    if args.write_trips:
-        trips = read_trips(spark, args, args.score_months)
-        tables.replace_partitions(trips, args.namespace, tables.TRIPS_TABLE)
-    started = time.monotonic()
-    # The window table is small (one row per key and half-hour) but costs a full scan of the raw months:
-    # materialise it once, so that lags, joins and both table writes read it from memory; release it after.
-    windows = window_table(spark, args, args.score_months).cache()
-    windows.count()
-    result.timings_s["windows"] = time.monotonic() - started
-    features = window_features(spark, args, bundle, windows).cache()
-    features.count()
-    result.timings_s["features"] = time.monotonic() - started - result.timings_s["windows"]
-    scored = score(spark, args, bundle, result.model_version, features).cache()
-    scored.count()  # the scoring step alone (its rate: windows_scored / this)
-    result.timings_s["scoring"] = time.monotonic() - started - sum(result.timings_s[k] for k in ("windows", "features"))
-    try:
-        result.evaluations = evaluate(spark, args, bundle.detector, scored, result.model_version)
+    # Spark runs the jobs of several driver threads at once. The steps that wait on the metastore and the object
+    # store (model load, table checks, commits) overlap the ones that keep the cores busy (the raw scan, scoring).
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="anomaly-job") as pool:
         if args.mode.trains:
-            info["evaluations"] = result.evaluations
-            registry.save(bundle, args.trip_type, args.granularity, info, version=result.model_version)
-        run_columns = [F.lit(args.run_id).alias("run_id"), F.current_timestamp().alias("computed_at")]
-        tables.replace_partitions(features.select("*", *run_columns), args.namespace, tables.WINDOWS_TABLE)
-        result.timings_s["features_and_write"] = time.monotonic() - started - result.timings_s["windows"]
-        tables.replace_partitions(scored, args.namespace, tables.SCORES_TABLE)
-        result.timings_s["scoring_and_write"] = (
-            time.monotonic() - started - result.timings_s["windows"] - result.timings_s["features_and_write"]
-        )
-        write_evaluations(spark, args, result.evaluations)
-    finally:
-        scored.unpersist()
-        features.unpersist()
-        windows.unpersist()
+            bundle, rows = train_bundle(spark, args)
+            info = {"training_months": list(args.train_months), "training_windows": rows, "run_id": args.run_id}
+            result.timings_s["train"] = time.monotonic() - clock
+            log.info("trained %s on %d windows", bundle.detector.spec.name, rows)
+            if not args.mode.scores:
+                result.model_version = registry.save(bundle, args.trip_type, args.granularity, info)
+                return result
+            result.model_version = layout.new_version_name()
+        started = lap = time.monotonic()
+
+        def step_done(name: str) -> None:
+            nonlocal lap
+            result.timings_s[name], lap = time.monotonic() - lap, time.monotonic()
+
+        # The window table is small (one row per key and half-hour) but costs a full scan of the raw months:
+        # materialise it once, so that lags, joins and both table writes read it from memory; release it after.
+        def cached_windows() -> DataFrame:
+            windows = window_table(spark, args, args.score_months).cache()
+            cached.append(windows)
+            windows.count()
+            return windows
+
+        cached: list[DataFrame] = []
+        try:
+            scanned = pool.submit(cached_windows)
+            if not args.mode.trains:
+                result.model_version = registry.resolve(args.trip_type, args.granularity, args.model_version)
+                bundle, _meta = registry.load(args.trip_type, args.granularity, result.model_version)
+            tables.ensure_tables(spark, args.namespace, tables.SERVED_TABLE_DDL)
+            tables.ensure_tables(spark, args.evaluations_in, {tables.EVALUATIONS_TABLE: tables.EVALUATIONS_DDL})
+            profile = bundle.profile_frame(spark)
+            if args.write_trips:
+                trips = read_trips(spark, args, args.score_months)
+                tables.replace_partitions(trips, args.namespace, tables.TRIPS_TABLE)
+            windows = scanned.result()
+            step_done("windows")  # with the model load and the table checks, which overlap it
+            features = window_features(spark, args, bundle, windows, profile).cache()
+            cached.append(features)
+            features.count()
+            step_done("features")
+            scored = score(spark, args, bundle, result.model_version, features).cache()
+            cached.append(scored)
+            scored.count()  # the scoring step alone (its rate: windows_scored / this)
+            step_done("scoring")
+            run_columns = [F.lit(args.run_id).alias("run_id"), F.current_timestamp().alias("computed_at")]
+            feature_rows = features.select("*", *run_columns)
+            # Each table is committed on its own (as it always was): a run that fails midway is rerun, and the rerun
+            # replaces whatever the failed one committed.
+            written = [
+                pool.submit(tables.replace_partitions, feature_rows, args.namespace, tables.WINDOWS_TABLE),
+                pool.submit(tables.replace_partitions, scored, args.namespace, tables.SCORES_TABLE),
+            ]
+            result.evaluations = evaluate(spark, args, bundle.detector, scored, result.model_version)
+            if args.mode.trains:
+                info["evaluations"] = result.evaluations
+                registry.save(bundle, args.trip_type, args.granularity, info, version=result.model_version)
+            written.append(pool.submit(write_evaluations, spark, args, result.evaluations))
+            for write in written:
+                write.result()
+            step_done("evaluation_and_writes")
+        finally:
+            for frame in cached:
+                frame.unpersist()
     result.windows_scored = sum(e["windows"] for e in result.evaluations)
     result.anomalies = sum(e["anomalies"] for e in result.evaluations)
     result.timings_s["total_after_training"] = time.monotonic() - started

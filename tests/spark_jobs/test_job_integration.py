@@ -297,3 +297,28 @@ def test_tuning_folds_over_labelled_months_and_writes_trials_and_a_candidate(pla
         assert ModelRegistry(spark, models).versions("fhvhv", "city") == versions_before
     finally:
         tables.drop_namespace(spark, unique_name)
+
+
+def test_upsert_appends_keys_the_table_cannot_hold_and_merges_the_others(platform, spark, unique_name):
+    """The evaluations' write: a plain append while no row can share a key, a MERGE once one does (a retried
+    run), one row per key either way."""
+    table = tables.table_name(unique_name, "upserted")
+    keys = ("run_id", "k")
+    try:
+        spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {tables.CATALOG}.{unique_name}")
+        spark.sql(f"CREATE TABLE {table} (run_id STRING NOT NULL, k INT NOT NULL, v DOUBLE) USING iceberg")
+        schema = spark.table(table).schema
+
+        def upsert(*rows):
+            tables.upsert(spark.createDataFrame(list(rows), schema), unique_name, "upserted", keys)
+            operation = spark.sql(f"SELECT operation FROM {table}.snapshots ORDER BY committed_at DESC").first()[0]
+            return operation, sorted(tuple(r) for r in spark.table(table).collect())
+
+        assert upsert(("r1", 1, 1.0), ("r1", 2, 2.0)) == ("append", [("r1", 1, 1.0), ("r1", 2, 2.0)])
+        # k = 1 exists under r1 and r2 is new, but no (run_id, k) pair of these rows exists: appended.
+        assert upsert(("r2", 1, 5.0))[0] == "append"
+        operation, rows = upsert(("r1", 2, 20.0), ("r1", 3, 3.0))  # a retry of r1 with one more key
+        assert operation == "overwrite"
+        assert rows == [("r1", 1, 1.0), ("r1", 2, 20.0), ("r1", 3, 3.0), ("r2", 1, 5.0)]
+    finally:
+        tables.drop_namespace(spark, unique_name)
