@@ -195,11 +195,7 @@ def labelled_episodes(spark: SparkSession, args: AnomalyJob, month: str) -> list
 
 
 def write_evaluations(spark: SparkSession, args: AnomalyJob, rows: list[dict[str, Any]]) -> None:
-    schema = spark.table(tables.table_name(args.evaluations_in, tables.EVALUATIONS_TABLE)).schema
-    names = [f.name for f in schema.fields]
-    frame = spark.createDataFrame([tuple(r.get(n) for n in names) for r in rows], schema=schema)
-    frame = frame.withColumn("evaluated_at", F.current_timestamp())
-    tables.upsert(frame, args.evaluations_in, tables.EVALUATIONS_TABLE, EVALUATION_KEYS)
+    tables.upsert(spark, args.evaluations_in, tables.EVALUATIONS_TABLE, rows, EVALUATION_KEYS, "evaluated_at")
 
 
 EVALUATION_KEYS = ("model_version", "trip_type", "granularity", "month", "run_id")

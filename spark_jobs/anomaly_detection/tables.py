@@ -7,8 +7,10 @@ leaves the previous snapshot visible, never half a month.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from functools import reduce
 from operator import and_
+from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -179,22 +181,31 @@ def drop_namespace(spark: SparkSession, namespace: str) -> None:
     spark.sql(f"DROP NAMESPACE IF EXISTS {CATALOG}.{namespace}")
 
 
-def upsert(df: DataFrame, namespace: str, table: str, keys: tuple[str, ...]) -> None:
-    """Insert df's rows, replacing rows with the same keys (one commit: a rerun leaves one row per key).
+def upsert(
+    spark: SparkSession,
+    namespace: str,
+    table: str,
+    rows: Sequence[Mapping[str, Any]],
+    keys: tuple[str, ...],
+    stamped: str,
+) -> None:
+    """Insert rows (column name -> value; missing columns null) with the commit time in column `stamped`,
+    replacing rows with the same keys (one commit: a rerun leaves one row per key).
 
-    Where no row of the table can share a key with df (the usual case: a run's keys include its run_id), the rows
-    are appended: the check reads no data files, Iceberg prunes them by their column bounds; a MERGE scans the
-    whole target (measured: 1 s against 4-5 s on the model_evaluations table of a long-lived namespace). Only one
+    Where no row of the table can share a key (the usual case: a run's keys include its run_id), the rows are
+    appended: the check reads no data files, Iceberg prunes them by their column bounds; a MERGE scans the whole
+    target (measured: 1 s against 4-5 s on the model_evaluations table of a long-lived namespace). Only one
     writer writes a run's keys, so nothing can append the same keys between the check and the append."""
     target = table_name(namespace, table)
-    spark = df.sparkSession
-    present = df.select(*keys).collect()  # few rows; no distinct(): a shuffle costs more than the rows
-    could_match = reduce(and_, [F.col(k).isin(sorted({row[k] for row in present})) for k in keys])
+    schema = spark.table(target).schema
+    frame = spark.createDataFrame([tuple(row.get(f.name) for f in schema.fields) for row in rows], schema)
+    frame = frame.withColumn(stamped, F.current_timestamp())
+    could_match = reduce(and_, [F.col(k).isin(sorted({row[k] for row in rows})) for k in keys])
     if not spark.table(target).where(could_match).take(1):
-        df.select(*spark.table(target).columns).writeTo(target).append()
+        frame.writeTo(target).append()
         return
     view = f"_upsert_{table}"
-    df.createOrReplaceTempView(view)
+    frame.createOrReplaceTempView(view)
     on = " AND ".join(f"t.{k} = s.{k}" for k in keys)
     spark.sql(
         f"MERGE INTO {target} t USING {view} s ON {on} WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"

@@ -244,8 +244,5 @@ def trial_rows(job: AnomalyJob, trials: Sequence[TrialResult]) -> Iterator[dict[
 
 def write_trials(spark: SparkSession, job: AnomalyJob, trials: Sequence[TrialResult]) -> None:
     tables.ensure_tables(spark, job.namespace, {tables.TRIALS_TABLE: tables.TRIALS_DDL})
-    schema = spark.table(tables.table_name(job.namespace, tables.TRIALS_TABLE)).schema
-    names = [f.name for f in schema.fields]
-    rows = [tuple(r.get(n) for n in names) for r in trial_rows(job, trials)]
-    frame = spark.createDataFrame(rows, schema=schema).withColumn("tuned_at", F.current_timestamp())
-    tables.upsert(frame, job.namespace, tables.TRIALS_TABLE, ("run_id", "trial", "month"))
+    rows = list(trial_rows(job, trials))
+    tables.upsert(spark, job.namespace, tables.TRIALS_TABLE, rows, ("run_id", "trial", "month"), "tuned_at")

@@ -306,13 +306,16 @@ def test_upsert_appends_keys_the_table_cannot_hold_and_merges_the_others(platfor
     keys = ("run_id", "k")
     try:
         spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {tables.CATALOG}.{unique_name}")
-        spark.sql(f"CREATE TABLE {table} (run_id STRING NOT NULL, k INT NOT NULL, v DOUBLE) USING iceberg")
-        schema = spark.table(table).schema
+        spark.sql(
+            f"CREATE TABLE {table} (run_id STRING NOT NULL, k INT NOT NULL, v DOUBLE, at TIMESTAMP) USING iceberg"
+        )
 
         def upsert(*rows):
-            tables.upsert(spark.createDataFrame(list(rows), schema), unique_name, "upserted", keys)
+            as_dicts = [dict(zip(("run_id", "k", "v"), row, strict=True)) for row in rows]
+            tables.upsert(spark, unique_name, "upserted", as_dicts, keys, "at")
             operation = spark.sql(f"SELECT operation FROM {table}.snapshots ORDER BY committed_at DESC").first()[0]
-            return operation, sorted(tuple(r) for r in spark.table(table).collect())
+            assert spark.table(table).where("at IS NULL").count() == 0
+            return operation, sorted(tuple(r) for r in spark.table(table).drop("at").collect())
 
         assert upsert(("r1", 1, 1.0), ("r1", 2, 2.0)) == ("append", [("r1", 1, 1.0), ("r1", 2, 2.0)])
         # k = 1 exists under r1 and r2 is new, but no (run_id, k) pair of these rows exists: appended.
