@@ -205,7 +205,7 @@ def main(spark: SparkSession, args: AnomalyJob) -> JobResult:
     """Run the job; raises on any failure (the entry point turns that into a non-zero exit).
 
     A version trained in train-and-score mode is saved once its score months are evaluated, with the evaluation
-    in its metadata; then the tables are written (features, scores, evaluations)."""
+    in its metadata, before the scores and evaluations that name it are written (score_and_write)."""
     spark.conf.set("spark.sql.session.timeZone", "UTC")  # wall-clock bucket arithmetic relies on it
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(ARROW_BATCH_ROWS))
     # Everything after the raw scan is small (at most ~400 k windows a month), and cached plans keep their
@@ -220,75 +220,26 @@ def main(spark: SparkSession, args: AnomalyJob) -> JobResult:
         return JobResult(model_version="", run_id=args.run_id, tuning=tuned.as_dict())
     registry = ModelRegistry(spark, args.models_uri)
     result = JobResult(model_version=args.model_version, run_id=args.run_id)
-    clock = time.monotonic()
     info: dict[str, Any] = {}
-    # Spark runs the jobs of several driver threads at once. The steps that wait on the metastore and the object
-    # store (model load, table checks, commits) overlap the ones that keep the cores busy (the raw scan, scoring).
-    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="anomaly-job") as pool:
-        if args.mode.trains:
-            bundle, rows = train_bundle(spark, args)
-            info = {"training_months": list(args.train_months), "training_windows": rows, "run_id": args.run_id}
-            result.timings_s["train"] = time.monotonic() - clock
-            log.info("trained %s on %d windows", bundle.detector.spec.name, rows)
-            if not args.mode.scores:
-                result.model_version = registry.save(bundle, args.trip_type, args.granularity, info)
-                return result
-            result.model_version = layout.new_version_name()
-        started = lap = time.monotonic()
-
-        def step_done(name: str) -> None:
-            nonlocal lap
-            result.timings_s[name], lap = time.monotonic() - lap, time.monotonic()
-
-        # The window table is small (one row per key and half-hour) but costs a full scan of the raw months:
-        # materialise it once, so that lags, joins and both table writes read it from memory; release it after.
-        def cached_windows() -> DataFrame:
-            windows = window_table(spark, args, args.score_months).cache()
-            cached.append(windows)
-            windows.count()
-            return windows
-
-        cached: list[DataFrame] = []
-        try:
-            scanned = pool.submit(cached_windows)
-            if not args.mode.trains:
-                result.model_version = registry.resolve(args.trip_type, args.granularity, args.model_version)
-                bundle, _meta = registry.load(args.trip_type, args.granularity, result.model_version)
-            tables.ensure_tables(spark, args.namespace, tables.SERVED_TABLE_DDL)
-            tables.ensure_tables(spark, args.evaluations_in, {tables.EVALUATIONS_TABLE: tables.EVALUATIONS_DDL})
-            profile = bundle.profile_frame(spark)
-            if args.write_trips:
-                trips = read_trips(spark, args, args.score_months)
-                tables.replace_partitions(trips, args.namespace, tables.TRIPS_TABLE)
-            windows = scanned.result()
-            step_done("windows")  # with the model load and the table checks, which overlap it
-            features = window_features(spark, args, bundle, windows, profile).cache()
-            cached.append(features)
-            features.count()
-            step_done("features")
-            scored = score(spark, args, bundle, result.model_version, features).cache()
-            cached.append(scored)
-            scored.count()  # the scoring step alone (its rate: windows_scored / this)
-            step_done("scoring")
-            run_columns = [F.lit(args.run_id).alias("run_id"), F.current_timestamp().alias("computed_at")]
-            feature_rows = features.select("*", *run_columns)
-            # Each table is committed on its own (as it always was): a run that fails midway is rerun, and the rerun
-            # replaces whatever the failed one committed.
-            written = [
-                pool.submit(tables.replace_partitions, feature_rows, args.namespace, tables.WINDOWS_TABLE),
-                pool.submit(tables.replace_partitions, scored, args.namespace, tables.SCORES_TABLE),
-            ]
-            result.evaluations = evaluate(spark, args, bundle.detector, scored, result.model_version)
-            if args.mode.trains:
-                info["evaluations"] = result.evaluations
-                registry.save(bundle, args.trip_type, args.granularity, info, version=result.model_version)
-            written.append(pool.submit(write_evaluations, spark, args, result.evaluations))
-            for write in written:
-                write.result()
-            step_done("evaluation_and_writes")
-        finally:
-            for frame in cached:
-                frame.unpersist()
+    bundle = None
+    if args.mode.trains:
+        clock = time.monotonic()
+        bundle, rows = train_bundle(spark, args)
+        info = {"training_months": list(args.train_months), "training_windows": rows, "run_id": args.run_id}
+        result.timings_s["train"] = time.monotonic() - clock
+        log.info("trained %s on %d windows", bundle.detector.spec.name, rows)
+        if not args.mode.scores:
+            result.model_version = registry.save(bundle, args.trip_type, args.granularity, info)
+            return result
+        result.model_version = layout.new_version_name()
+    started = time.monotonic()
+    cached: list[DataFrame] = []
+    try:
+        with ThreadPoolExecutor(max_workers=3, thread_name_prefix="anomaly-job") as pool:
+            score_and_write(spark, args, registry, bundle, info, result, pool, cached)
+    finally:  # after the pool: no write still reads them
+        for frame in cached:
+            frame.unpersist()
     result.windows_scored = sum(e["windows"] for e in result.evaluations)
     result.anomalies = sum(e["anomalies"] for e in result.evaluations)
     result.timings_s["total_after_training"] = time.monotonic() - started
@@ -300,3 +251,67 @@ def main(spark: SparkSession, args: AnomalyJob) -> JobResult:
         args.run_id,
     )
     return result
+
+
+def score_and_write(
+    spark: SparkSession,
+    args: AnomalyJob,
+    registry: ModelRegistry,
+    bundle: ModelBundle | None,
+    info: dict[str, Any],
+    result: JobResult,
+    pool: ThreadPoolExecutor,
+    cached: list[DataFrame],
+) -> None:
+    """Score the months with `bundle` (None: the registry's args.model_version) and write the three tables.
+
+    Spark runs the jobs of several driver threads at once: the steps that wait on the metastore and the object
+    store (model load, table checks, commits) overlap those that keep the cores busy (the raw scan, scoring). Each
+    table is committed on its own, as it always was: a run that fails midway is rerun, and the rerun replaces what
+    the failed one committed. Frames it caches are added to `cached`, for the caller to release."""
+    lap = time.monotonic()
+
+    def step_done(name: str) -> None:
+        nonlocal lap
+        result.timings_s[name], lap = time.monotonic() - lap, time.monotonic()
+
+    # The window table is small (one row per key and half-hour) but costs a full scan of the raw months:
+    # materialise it once, so that lags, joins and both table writes read it from memory.
+    def cached_windows() -> DataFrame:
+        windows = window_table(spark, args, args.score_months).cache()
+        cached.append(windows)
+        windows.count()
+        return windows
+
+    scanned = pool.submit(cached_windows)
+    if bundle is None:
+        result.model_version = registry.resolve(args.trip_type, args.granularity, args.model_version)
+        bundle, _meta = registry.load(args.trip_type, args.granularity, result.model_version)
+    tables.ensure_tables(spark, args.namespace, tables.SERVED_TABLE_DDL)
+    tables.ensure_tables(spark, args.evaluations_in, {tables.EVALUATIONS_TABLE: tables.EVALUATIONS_DDL})
+    profile = bundle.profile_frame(spark)
+    if args.write_trips:
+        trips = read_trips(spark, args, args.score_months)
+        tables.replace_partitions(trips, args.namespace, tables.TRIPS_TABLE)
+    windows = scanned.result()
+    step_done("windows")  # with the model load and the table checks, which overlap it
+    features = window_features(spark, args, bundle, windows, profile).cache()
+    cached.append(features)
+    features.count()
+    step_done("features")
+    run_columns = [F.lit(args.run_id).alias("run_id"), F.current_timestamp().alias("computed_at")]
+    feature_rows = features.select("*", *run_columns)
+    written = [pool.submit(tables.replace_partitions, feature_rows, args.namespace, tables.WINDOWS_TABLE)]
+    scored = score(spark, args, bundle, result.model_version, features).cache()
+    cached.append(scored)
+    scored.count()  # the scoring step, while the features are written (its rate: windows_scored / this)
+    step_done("scoring")
+    result.evaluations = evaluate(spark, args, bundle.detector, scored, result.model_version)
+    if args.mode.trains:  # saved before any row names the version
+        info["evaluations"] = result.evaluations
+        registry.save(bundle, args.trip_type, args.granularity, info, version=result.model_version)
+    written.append(pool.submit(tables.replace_partitions, scored, args.namespace, tables.SCORES_TABLE))
+    written.append(pool.submit(write_evaluations, spark, args, result.evaluations))
+    for write in written:
+        write.result()
+    step_done("evaluation_and_writes")
