@@ -5,7 +5,8 @@ tap_weekly_retrain first); and the native floor (scan + 30-minute aggregate, per
 of the same files in the same run.
 
 Measured per run: wall seconds of the whole process, and the job's own seconds after the session start
-(`total_after_training` of its result line: windows, features + write, scoring + write). The issue's target:
+(`total_after_training` of its result line: from the model load on, with the windows, features, scoring and
+evaluation-and-writes steps in `timings_s`). The issue's target:
 N = 12 months at most 12.5x one month, session start excluded.
 
     make up

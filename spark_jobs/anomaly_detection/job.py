@@ -299,13 +299,13 @@ def score_and_write(
     cached.append(features)
     features.count()
     step_done("features")
+    scored = score(spark, args, bundle, result.model_version, features).cache()
+    cached.append(scored)
+    scored.count()  # the scoring step alone (its rate: windows_scored / this)
+    step_done("scoring")
     run_columns = [F.lit(args.run_id).alias("run_id"), F.current_timestamp().alias("computed_at")]
     feature_rows = features.select("*", *run_columns)
     written = [pool.submit(tables.replace_partitions, feature_rows, args.namespace, tables.WINDOWS_TABLE)]
-    scored = score(spark, args, bundle, result.model_version, features).cache()
-    cached.append(scored)
-    scored.count()  # the scoring step, while the features are written (its rate: windows_scored / this)
-    step_done("scoring")
     result.evaluations = evaluate(spark, args, bundle.detector, scored, result.model_version)
     if args.mode.trains:  # saved before any row names the version
         info["evaluations"] = result.evaluations
