@@ -193,9 +193,10 @@ def upsert(
     replacing rows with the same keys (one commit: a rerun leaves one row per key).
 
     Where no row of the table can share a key (the usual case: a run's keys include its run_id), the rows are
-    appended: the check reads no data files, Iceberg prunes them by their column bounds; a MERGE scans the whole
-    target (measured: 1 s against 4-5 s on the model_evaluations table of a long-lived namespace). Only one
-    writer writes a run's keys, so nothing can append the same keys between the check and the append."""
+    appended: the check reads only the files whose partition and column bounds could hold the keys (Iceberg
+    prunes the rest), where a MERGE scans the whole target (one-month city run, the bench's model_evaluations
+    table of ~40 files: 2.6 s for check and append, 5.0 s for the MERGE). Only one writer writes a run's keys,
+    so nothing can append the same keys between the check and the append."""
     target = table_name(namespace, table)
     schema = spark.table(target).schema
     frame = spark.createDataFrame([tuple(row.get(f.name) for f in schema.fields) for row in rows], schema)
