@@ -235,7 +235,7 @@ def main(spark: SparkSession, args: AnomalyJob) -> JobResult:
     started = time.monotonic()
     cached: list[DataFrame] = []
     try:
-        with ThreadPoolExecutor(max_workers=3, thread_name_prefix="anomaly-job") as pool:
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="anomaly-job") as pool:
             score_and_write(spark, args, registry, bundle, info, result, pool, cached)
     finally:  # after the pool: no write still reads them
         for frame in cached:
@@ -266,9 +266,10 @@ def score_and_write(
     """Score the months with `bundle` (None: the registry's args.model_version) and write the three tables.
 
     Spark runs the jobs of several driver threads at once: the steps that wait on the metastore and the object
-    store (model load, table checks, commits) overlap those that keep the cores busy (the raw scan, scoring). Each
-    table is committed on its own, as it always was: a run that fails midway is rerun, and the rerun replaces what
-    the failed one committed. Frames it caches are added to `cached`, for the caller to release."""
+    store (model load, table checks, commits) overlap those that keep the cores busy (the raw scan, the
+    evaluation). Each table is committed on its own, `window_features` before `anomaly_scores`: a run that fails
+    midway is rerun, and the rerun replaces what the failed one committed. Frames it caches are added to `cached`,
+    for the caller to release."""
     lap = time.monotonic()
 
     def step_done(name: str) -> None:
@@ -305,13 +306,17 @@ def score_and_write(
     step_done("scoring")
     run_columns = [F.lit(args.run_id).alias("run_id"), F.current_timestamp().alias("computed_at")]
     feature_rows = features.select("*", *run_columns)
-    written = [pool.submit(tables.replace_partitions, feature_rows, args.namespace, tables.WINDOWS_TABLE)]
+    features_written = pool.submit(tables.replace_partitions, feature_rows, args.namespace, tables.WINDOWS_TABLE)
     result.evaluations = evaluate(spark, args, bundle.detector, scored, result.model_version)
     if args.mode.trains:  # saved before any row names the version
         info["evaluations"] = result.evaluations
         registry.save(bundle, args.trip_type, args.granularity, info, version=result.model_version)
-    written.append(pool.submit(tables.replace_partitions, scored, args.namespace, tables.SCORES_TABLE))
-    written.append(pool.submit(write_evaluations, spark, args, result.evaluations))
+    # The scores follow their features: readers see a run's features only beside its scores (docs/serving.md).
+    features_written.result()
+    written = [
+        pool.submit(tables.replace_partitions, scored, args.namespace, tables.SCORES_TABLE),
+        pool.submit(write_evaluations, spark, args, result.evaluations),
+    ]
     for write in written:
         write.result()
     step_done("evaluation_and_writes")
