@@ -197,6 +197,8 @@ def upsert(
     prunes the rest), where a MERGE scans the whole target (one-month city run, the bench's model_evaluations
     table of ~40 files: 2.6 s for check and append, 5.0 s for the MERGE). Only one writer writes a run's keys,
     so nothing can append the same keys between the check and the append."""
+    if not rows:
+        return
     target = table_name(namespace, table)
     schema = spark.table(target).schema
     frame = spark.createDataFrame([tuple(row.get(f.name) for f in schema.fields) for row in rows], schema)
