@@ -233,7 +233,17 @@ def main(spark: SparkSession, args: AnomalyJob) -> JobResult:
             return result
         result.model_version = layout.new_version_name()
     started = time.monotonic()
-    score_and_write(spark, args, registry, bundle, info, result)
+    cached: list[DataFrame] = []
+    try:
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="anomaly-job") as pool:
+            try:
+                score_and_write(spark, args, registry, bundle, info, result, pool, cached)
+            except BaseException:
+                spark.sparkContext.cancelAllJobs()  # e.g. no model: the pool need not finish a scan nobody reads
+                raise
+    finally:  # after the pool has shut down: no write still reads them
+        for frame in cached:
+            frame.unpersist()
     result.windows_scored = sum(e["windows"] for e in result.evaluations)
     result.anomalies = sum(e["anomalies"] for e in result.evaluations)
     result.timings_s["total_after_training"] = time.monotonic() - started
@@ -254,38 +264,16 @@ def score_and_write(
     bundle: ModelBundle | None,
     info: dict[str, Any],
     result: JobResult,
+    pool: ThreadPoolExecutor,
+    cached: list[DataFrame],
 ) -> None:
-    """Score the months with `bundle` (None: the registry's args.model_version) and write the three tables; the
-    step timings and evaluations go into `result`, the evaluations of a trained version into `info` too.
+    """Score the months with `bundle` (None: the registry's args.model_version) and write the three tables.
 
     Spark runs the jobs of several driver threads at once: the steps that wait on the metastore and the object
     store (model load, table checks, commits) overlap those that keep the cores busy (the raw scan, the
     evaluation). Each table is committed on its own, `window_features` before `anomaly_scores`: a run that fails
-    midway is rerun, and the rerun replaces what the failed one committed."""
-    cached: list[DataFrame] = []
-    try:
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="anomaly-job") as pool:
-            try:
-                _score_and_write(spark, args, registry, bundle, info, result, pool, cached)
-            except BaseException:
-                spark.sparkContext.cancelAllJobs()  # e.g. no model: the pool need not finish a scan nobody reads
-                raise
-    finally:  # after the pool has shut down: no write still reads them
-        for frame in cached:
-            frame.unpersist()
-
-
-def _score_and_write(
-    spark: SparkSession,
-    args: AnomalyJob,
-    registry: ModelRegistry,
-    bundle: ModelBundle | None,
-    info: dict[str, Any],
-    result: JobResult,
-    pool: ThreadPoolExecutor,
-    cached: list[DataFrame],
-) -> None:
-    """score_and_write's steps, with its pool; the frames it caches are added to `cached`."""
+    midway is rerun, and the rerun replaces what the failed one committed. Frames it caches are added to `cached`,
+    for the caller to release."""
     lap = time.monotonic()
 
     def step_done(name: str) -> None:
