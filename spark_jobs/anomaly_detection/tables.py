@@ -200,11 +200,12 @@ def upsert(
     if not rows:
         return
     target = table_name(namespace, table)
-    schema = spark.table(target).schema
+    existing = spark.table(target)
+    schema = existing.schema
     frame = spark.createDataFrame([tuple(row.get(f.name) for f in schema.fields) for row in rows], schema)
     frame = frame.withColumn(stamped, F.current_timestamp())
     could_match = reduce(and_, [F.col(k).isin(sorted({row[k] for row in rows})) for k in keys])
-    if not spark.table(target).where(could_match).take(1):
+    if not existing.where(could_match).take(1):
         frame.writeTo(target).append()
         return
     view = f"_upsert_{table}"
