@@ -34,9 +34,12 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from bench.jvm_cpu import JvmCpu
 
 RESULTS = Path(__file__).parent / "results" / "backfill.json"
 DATA_DIR = Path.home() / ".cache" / "taxi-anomaly-platform" / "bench-data" / "backfill"
@@ -150,10 +153,18 @@ def job_result(line: str) -> dict[str, Any] | None:
     return json.loads(line) if line.startswith('{"status": "ok"') else None
 
 
-def run_with_spark(argv: list[str], what: str, source: Path | None = None) -> tuple[str, str, float]:
+@dataclass(frozen=True)
+class SparkRun:
+    stdout: str
+    stderr: str
+    seconds: float
+    jvm_cpu_s: dict[str, float]  # CPU seconds of its JVMs by kind of thread (bench.jvm_cpu)
+
+
+def run_with_spark(argv: list[str], what: str, source: Path | None = None) -> SparkRun:
     """A Python program (`-c` script or file and its arguments) in its own process with the platform's Spark
-    environment; its stdout, stderr and wall seconds. Raises naming `what` if it fails. `source`: a checkout whose
-    spark_jobs and plugins the program imports (default: this one, as spark_env sets)."""
+    environment: its output, wall seconds and its JVMs' CPU. Raises naming `what` if it fails. `source`: a checkout
+    whose spark_jobs and plugins the program imports (default: this one, as spark_env sets)."""
     from local_platform.config import load_config
     from local_platform.spark import spark_env
 
@@ -161,10 +172,15 @@ def run_with_spark(argv: list[str], what: str, source: Path | None = None) -> tu
     if source is not None:
         env["PYTHONPATH"] = os.pathsep.join(str(source / d) for d in ("spark_jobs", "plugins"))
     started = time.monotonic()
-    done = subprocess.run([sys.executable, *argv], env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"{what} failed:\n{done.stderr[-3000:]}")
-    return done.stdout, done.stderr, time.monotonic() - started
+    process = subprocess.Popen(
+        [sys.executable, *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    with JvmCpu(process.pid) as cpu:
+        stdout, stderr = process.communicate()
+    seconds = time.monotonic() - started
+    if process.returncode != 0:
+        raise RuntimeError(f"{what} failed:\n{stderr[-3000:]}")
+    return SparkRun(stdout, stderr, seconds, cpu.by_kind())
 
 
 def job_results(log_folder: Path, dag_run_id: str) -> list[dict[str, Any]]:
@@ -205,8 +221,8 @@ spark.stop()
 def native_floor(uris: list[str], granularity: str = "city") -> dict[str, Any]:
     """One process: scan + 30-minute aggregate (per pickup zone too at zone and borough granularity) of every file
     where the job reads it (the raw zone in MinIO, through S3A); wall seconds of the whole process."""
-    _out, _err, seconds = run_with_spark(["-c", FLOOR_SCRIPT, granularity, *uris], "the native floor")
-    return {"seconds": round(seconds, 1), "files": len(uris)}
+    run = run_with_spark(["-c", FLOOR_SCRIPT, granularity, *uris], "the native floor")
+    return {"seconds": round(run.seconds, 1), "files": len(uris), "jvm_cpu_s": run.jvm_cpu_s}
 
 
 SERVED_TABLES_SCRIPT = """

@@ -61,7 +61,11 @@ def sampled_raw_uri(share: float) -> str:
 
 
 def with_native_floor(run: dict[str, Any], floor: dict[str, Any]) -> dict[str, Any]:
-    return run | {"floor_s": floor["seconds"], "job_over_floor": round(run["wall_s"] / floor["seconds"], 2)}
+    return run | {
+        "floor_s": floor["seconds"],
+        "floor_jvm_cpu_s": floor["jvm_cpu_s"],
+        "job_over_floor": round(run["wall_s"] / floor["seconds"], 2),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
