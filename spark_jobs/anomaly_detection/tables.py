@@ -146,26 +146,52 @@ PARTITIONS.update(
 SERVED_TABLE_DDL = {**TABLE_DDL, STREAM_ALERTS_TABLE: STREAM_TABLE_DDL[STREAM_ALERTS_TABLE]}
 
 
+# Properties of every table ensure_tables creates. Parquet's dictionary of a column chunk stops at 64 KiB instead of
+# Iceberg's 2 MiB: measures, features and scores are nearly all distinct doubles, whose dictionary was built up to
+# 2 MiB and then dropped (measured: writing three months of zone window_features 7.2 -> 4.9 s, files 4 % smaller);
+# keys, months and flags keep theirs.
+TABLE_PROPERTIES = {
+    "format-version": "2",
+    "write.parquet.compression-codec": "zstd",
+    "write.parquet.dict-size-bytes": str(64 * 1024),
+}
+
+
 def table_name(namespace: str, table: str) -> str:
     return f"{CATALOG}.{namespace}.{table}"
 
 
 def ensure_tables(spark: SparkSession, namespace: str, ddl: dict[str, str] = TABLE_DDL) -> None:
-    """Create the namespace and the tables of `ddl` (the batch job's by default) where missing. The namespace is
-    listed first: CREATE TABLE IF NOT EXISTS loads an existing table's metadata from the object store."""
+    """Create the namespace and the tables of `ddl` (the batch job's by default) where missing, with
+    TABLE_PROPERTIES; a table created before one of them was added gets it. The namespace is listed first:
+    CREATE TABLE IF NOT EXISTS loads an existing table's metadata from the object store."""
     if namespace_exists(spark, namespace):
         existing = {row.tableName for row in spark.sql(f"SHOW TABLES IN {CATALOG}.{namespace}").collect()}
     else:
         spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {CATALOG}.{namespace}")
         existing = set()
     for table, columns in ddl.items():
+        name = table_name(namespace, table)
         if table in existing:
+            set_write_properties(spark, name)
             continue
         spark.sql(
-            f"CREATE TABLE IF NOT EXISTS {table_name(namespace, table)} ({columns}) USING iceberg "
-            f"PARTITIONED BY ({PARTITIONS[table]}) "
-            "TBLPROPERTIES ('format-version'='2', 'write.parquet.compression-codec'='zstd')"
+            f"CREATE TABLE IF NOT EXISTS {name} ({columns}) USING iceberg PARTITIONED BY ({PARTITIONS[table]}) "
+            f"TBLPROPERTIES ({_properties_sql(TABLE_PROPERTIES)})"
         )
+
+
+def set_write_properties(spark: SparkSession, name: str) -> None:
+    """Give an existing table the TABLE_PROPERTIES it lacks (one metadata commit, the first time only); the
+    format version of a table is not changed."""
+    current = {row.key: row.value for row in spark.sql(f"SHOW TBLPROPERTIES {name}").collect()}
+    lacking = {k: v for k, v in TABLE_PROPERTIES.items() if k != "format-version" and current.get(k) != v}
+    if lacking:
+        spark.sql(f"ALTER TABLE {name} SET TBLPROPERTIES ({_properties_sql(lacking)})")
+
+
+def _properties_sql(properties: Mapping[str, str]) -> str:
+    return ", ".join(f"'{key}'='{value}'" for key, value in properties.items())
 
 
 def namespace_exists(spark: SparkSession, namespace: str) -> bool:

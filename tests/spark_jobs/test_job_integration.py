@@ -325,3 +325,37 @@ def test_upsert_appends_keys_the_table_cannot_hold_and_merges_the_others(platfor
         assert rows == [("r1", 1, 1.0), ("r1", 2, 20.0), ("r1", 3, 3.0), ("r2", 1, 5.0)]
     finally:
         tables.drop_namespace(spark, unique_name)
+
+
+def test_tables_are_created_with_the_write_properties_and_older_tables_get_them(platform, spark, unique_name):
+    """A new table has every TABLE_PROPERTIES entry; a table created before a property was added gets it from
+    the next ensure_tables, in one commit, and none after that."""
+    ddl = {tables.SCORES_TABLE: tables.TABLE_DDL[tables.SCORES_TABLE]}
+    older = tables.table_name(unique_name, tables.SCORES_TABLE)
+
+    def properties(table: str) -> dict[str, str]:
+        return {row.key: row.value for row in spark.sql(f"SHOW TBLPROPERTIES {table}").collect()}
+
+    def commits(table: str) -> int:
+        return spark.sql(f"SELECT * FROM {table}.metadata_log_entries").count()
+
+    try:
+        spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {tables.CATALOG}.{unique_name}")
+        spark.sql(
+            f"CREATE TABLE {older} ({ddl[tables.SCORES_TABLE]}) USING iceberg "
+            "TBLPROPERTIES ('format-version'='2', 'write.parquet.compression-codec'='zstd')"
+        )
+        assert "write.parquet.dict-size-bytes" not in properties(older)
+        before = commits(older)
+        tables.ensure_tables(spark, unique_name, ddl)
+        after_upgrade = commits(older)
+        assert after_upgrade == before + 1
+        assert properties(older).items() >= tables.TABLE_PROPERTIES.items()
+        tables.ensure_tables(spark, unique_name, ddl)
+        assert commits(older) == after_upgrade
+
+        tables.ensure_tables(spark, unique_name, {tables.WINDOWS_TABLE: tables.TABLE_DDL[tables.WINDOWS_TABLE]})
+        created = tables.table_name(unique_name, tables.WINDOWS_TABLE)
+        assert properties(created).items() >= tables.TABLE_PROPERTIES.items()
+    finally:
+        tables.drop_namespace(spark, unique_name)
