@@ -158,13 +158,13 @@ class SparkRun:
     stdout: str
     stderr: str
     seconds: float
-    jvm_cpu_s: dict[str, float]  # CPU seconds of its JVMs by kind of thread (bench.jvm_cpu)
+    jvm_cpu_s: dict[str, float]  # CPU seconds by kind of JVM thread, and of its Python processes (bench.jvm_cpu)
 
 
 def run_with_spark(argv: list[str], what: str, source: Path | None = None) -> SparkRun:
     """A Python program (`-c` script or file and its arguments) in its own process with the platform's Spark
-    environment: its output, wall seconds and its JVMs' CPU. Raises naming `what` if it fails. `source`: a checkout
-    whose spark_jobs and plugins the program imports (default: this one, as spark_env sets)."""
+    environment: its output, wall seconds and CPU (bench.jvm_cpu). Raises naming `what` if it fails. `source`: a
+    checkout whose spark_jobs and plugins the program imports (default: this one, as spark_env sets)."""
     from local_platform.config import load_config
     from local_platform.spark import spark_env
 
