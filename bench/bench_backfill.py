@@ -32,7 +32,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -40,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.jvm_cpu import JvmCpu
+from bench.sampling import Sampler
 
 RESULTS = Path(__file__).parent / "results" / "backfill.json"
 DATA_DIR = Path.home() / ".cache" / "taxi-anomaly-platform" / "bench-data" / "backfill"
@@ -76,29 +76,19 @@ def generate(folder: Path, months: list[str], trips: int, seed: int) -> bool:
     return generated
 
 
-class PeakUsedMemory:
+class PeakUsedMemory(Sampler):
     """Peak of the machine's used memory, sampled every second, above its level at start."""
 
     def __init__(self) -> None:
         import psutil
 
+        super().__init__(interval_s=1.0)
         self._psutil = psutil
         self.before = psutil.virtual_memory().used
         self.peak = self.before
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self) -> None:
-        while not self._stop.wait(1.0):
-            self.peak = max(self.peak, self._psutil.virtual_memory().used)
-
-    def __enter__(self) -> PeakUsedMemory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+    def sample(self) -> None:
+        self.peak = max(self.peak, self._psutil.virtual_memory().used)
 
 
 def task_table(instances: list[dict[str, Any]], run_start: datetime) -> dict[str, dict[str, Any]]:

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 from collections.abc import Iterator
 from pathlib import Path
+
+from bench.sampling import Sampler
 
 PROC = Path("/proc")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -80,36 +81,26 @@ def is_jvm(pid: int) -> bool:
         return False
 
 
-class JvmCpu:
+class JvmCpu(Sampler):
     """Polls a process and the processes under it until stopped. `by_kind()` sums the last seen CPU of every JVM
     thread (a thread that ended between two polls loses at most POLL_SECONDS of its time) and of the other
     processes, the root included, as "python" (PySpark's driver program and its workers)."""
 
     def __init__(self, root: int) -> None:
+        super().__init__(interval_s=POLL_SECONDS)
         self.root = root
         self._seen: dict[tuple[int, int], tuple[str, float]] = {}
         self._others: dict[int, float] = {}
-        self._stop = threading.Event()
-        self._poller = threading.Thread(target=self._poll, name="jvm-cpu", daemon=True)
 
-    def __enter__(self) -> JvmCpu:
-        self._poller.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._poller.join()
-
-    def _poll(self) -> None:
-        while not self._stop.wait(POLL_SECONDS):
-            # Checked at every poll: spark-submit is a shell script until it execs the JVM under the same pid.
-            for pid in (self.root, *descendants(self.root)):
-                if is_jvm(pid):
-                    self._others.pop(pid, None)
-                    for tid, seen in thread_cpu(pid).items():
-                        self._seen[(pid, tid)] = seen
-                elif (seconds := process_cpu(pid)) > 0:
-                    self._others[pid] = seconds
+    def sample(self) -> None:
+        # Checked at every poll: spark-submit is a shell script until it execs the JVM under the same pid.
+        for pid in (self.root, *descendants(self.root)):
+            if is_jvm(pid):
+                self._others.pop(pid, None)
+                for tid, seen in thread_cpu(pid).items():
+                    self._seen[(pid, tid)] = seen
+            elif (seconds := process_cpu(pid)) > 0:
+                self._others[pid] = seconds
 
     def by_kind(self) -> dict[str, float]:
         totals = {kind: 0.0 for kind, _ in KINDS} | {"driver": 0.0, "python": sum(self._others.values())}
