@@ -4,15 +4,14 @@ goes beside its wall time."""
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
+
+import psutil
 
 from bench.sampling import Sampler
 
 PROC = Path("/proc")
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 # Thread names as Linux keeps them (the first 15 characters of the Java name), by kind. The first match wins;
 # the rest is "driver": py4j's connection threads ("Thread-12", where PySpark's calls are analysed, planned and
 # committed), "main", the scheduler, the Iceberg and S3A pools.
@@ -28,57 +27,12 @@ def kind_of(thread_name: str) -> str:
     return next((kind for kind, pattern in KINDS if pattern.match(thread_name)), "driver")
 
 
-def descendants(root: int) -> Iterator[int]:
-    """Pids of the processes under `root` (not `root` itself), from each process's parent field."""
-    parents: dict[int, list[int]] = {}
-    for entry in PROC.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        parent = int(stat[stat.rindex(")") + 2 :].split()[1])
-        parents.setdefault(parent, []).append(int(entry.name))
-    pending = list(parents.get(root, []))
-    while pending:
-        pid = pending.pop()
-        yield pid
-        pending.extend(parents.get(pid, []))
-
-
-def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
-    """Each thread of a process: its name and CPU seconds (user + system) so far."""
-    threads = {}
+def thread_name(pid: int, tid: int) -> str:
+    """The name Linux keeps for a thread (psutil gives a thread's CPU times, not its name)."""
     try:
-        tids = [int(t.name) for t in (PROC / str(pid) / "task").iterdir()]
+        return (PROC / str(pid) / "task" / str(tid) / "comm").read_text().strip()
     except OSError:
-        return {}
-    for tid in tids:
-        try:
-            stat = (PROC / str(pid) / "task" / str(tid) / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        threads[tid] = (stat[stat.index("(") + 1 : stat.rindex(")")], (int(fields[11]) + int(fields[12])) / CLOCK_TICKS)
-    return threads
-
-
-def process_cpu(pid: int) -> float:
-    """CPU seconds (user + system) of a process so far, its ended threads included."""
-    try:
-        stat = (PROC / str(pid) / "stat").read_text()
-    except OSError:
-        return 0.0
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def is_jvm(pid: int) -> bool:
-    try:
-        return (PROC / str(pid) / "exe").resolve().name == "java"
-    except OSError:
-        return False
+        return ""
 
 
 class JvmCpu(Sampler):
@@ -93,14 +47,24 @@ class JvmCpu(Sampler):
         self._others: dict[int, float] = {}
 
     def sample(self) -> None:
-        # Checked at every poll: spark-submit is a shell script until it execs the JVM under the same pid.
-        for pid in (self.root, *descendants(self.root)):
-            if is_jvm(pid):
-                self._others.pop(pid, None)
-                for tid, seen in thread_cpu(pid).items():
-                    self._seen[(pid, tid)] = seen
-            elif (seconds := process_cpu(pid)) > 0:
-                self._others[pid] = seconds
+        try:
+            root = psutil.Process(self.root)
+            processes = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return
+        for process in processes:
+            try:
+                # Asked at every poll: spark-submit is a shell script until it execs the JVM under the same pid.
+                if process.name() == "java":
+                    self._others.pop(process.pid, None)
+                    for thread in process.threads():
+                        seconds = thread.user_time + thread.system_time
+                        self._seen[(process.pid, thread.id)] = (thread_name(process.pid, thread.id), seconds)
+                else:
+                    times = process.cpu_times()
+                    self._others[process.pid] = times.user + times.system
+            except psutil.Error:  # ended between the listing and the reading
+                continue
 
     def by_kind(self) -> dict[str, float]:
         totals = {kind: 0.0 for kind, _ in KINDS} | {"driver": 0.0, "python": sum(self._others.values())}
